@@ -1,0 +1,317 @@
+#include "errgroup/group.hpp"
+
+#include <string>
+
+namespace errgroup {
+namespace detail {
+
+// helping_waiter is how a thread that runs no task waits for a slot: it runs
+// the group's tasks (and only those) until one of them hands it the slot.
+class helping_waiter final : public waiter {
+ public:
+  explicit helping_waiter(std::int64_t n) noexcept : waiter(n) {}
+  void wake() noexcept override { done_.release(); }
+  tbb::detail::d1::wait_context done_{1};
+};
+
+void admission_waiter::wake() noexcept {
+  // The producer that queued the task and the party that decided its fate
+  // both arrive here; the second one goes on with the admission.
+  if (task_->handshake_.fetch_add(1, std::memory_order_acq_rel) == 1)
+    task_->group_->on_admission(*task_);
+}
+
+void task_base::canceller::operator()() const noexcept {
+  if (task->waiting_at_->cancel(task->waiter_)) task->waiter_.wake();
+}
+
+tbb::detail::d1::task* task_base::cancel(tbb::detail::d1::execution_data& ed) {
+  group_->skip(*this, &ed);  // oneTBB skipped us: our context was cancelled
+  return nullptr;
+}
+
+}  // namespace detail
+
+group::group(scheduler& s) : group(detail::node::make(nullptr), false, s) {}
+
+group::group(const context& parent, scheduler& s)
+    : group(detail::node::make(parent.node()), true, s) {}
+
+group::group(std::shared_ptr<detail::node> n, bool has_context, scheduler& s)
+    : sched_(&s),
+      node_(std::move(n)),
+      ctx_(has_context ? context(node_) : context()),
+      has_context_(has_context) {}
+
+group::~group() {
+  try {
+    wait();
+  } catch (...) {
+    // wait() only throws for a wait from one of our own tasks; nothing to do.
+  }
+}
+
+group_and_context with_context(const context& parent, scheduler& s) {
+  auto n = detail::node::make(parent.node());
+  return group_and_context{group(n, true, s), context(n)};
+}
+
+void group::set_limit(int n) {
+  const std::int64_t active = hot_.active.load(std::memory_order_acquire);
+  if (active != 0)
+    throw std::logic_error("errgroup: modify limit while " +
+                           std::to_string(active) +
+                           " tasks in the group are still active");
+  if (n > 0) slots_.resize(n);
+  limit_.store(n < 0 ? -1 : n, std::memory_order_release);
+}
+
+void group::check_units(detail::gate& g, std::int64_t n) {
+  if (n < 0) throw std::invalid_argument("errgroup: go() with negative units");
+  if (n > g.size())
+    throw std::invalid_argument(
+        "errgroup: go() asks for more units than the budget's size");
+}
+
+bool group::try_take(detail::gate* units_gate, std::int64_t n) noexcept {
+  const int limit = limit_.load(std::memory_order_acquire);
+  if (limit == 0 || (has_context_ && node_->cancelled())) return false;
+  if (limit > 0 && !slots_.try_acquire(1)) return false;
+  if (units_gate != nullptr && !units_gate->try_acquire(n)) {
+    if (limit > 0) slots_.release(1);
+    return false;
+  }
+  return true;
+}
+
+void group::launch(detail::task_base& t, detail::gate* units_gate,
+                   std::int64_t n) noexcept {
+  t.holds_slot_ = limit_.load(std::memory_order_relaxed) > 0;
+  t.units_gate_ = units_gate;
+  t.units_ = n;
+  t.holds_units_ = units_gate != nullptr;
+  t.stage_ = 2;
+  hot_.wait.reserve();
+  hot_.active.fetch_add(1, std::memory_order_relaxed);
+  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+  spawn(t);
+}
+
+void group::submit(detail::task_base& t) {
+  const int limit = limit_.load(std::memory_order_acquire);
+  if (limit == 0 || (has_context_ && waited_.load(std::memory_order_acquire))) {
+    t.destroy(nullptr);
+    throw std::logic_error(
+        limit == 0 ? "errgroup: go() with limit 0 could never start a task"
+                   : "errgroup: go() on a context group after its wait() "
+                     "returned (its context is done)");
+  }
+  hot_.wait.reserve();  // from here on wait() covers t, even while it waits
+  hot_.active.fetch_add(1, std::memory_order_relaxed);
+  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+  if (has_context_ && node_->cancelled()) {
+    skip(t, nullptr);
+    return;
+  }
+  t.stage_ = limit > 0 ? 0 : 1;
+  if (admit(t, /*may_block=*/true)) spawn(t);
+}
+
+bool group::admit(detail::task_base& t, bool may_block) {
+  for (; t.stage_ < 2; ++t.stage_) {
+    detail::gate* g = &slots_;
+    std::int64_t n = 1;
+    if (t.stage_ == 1) {
+      if (t.units_gate_ == nullptr) continue;
+      g = t.units_gate_;
+      n = t.units_;
+    }
+    if (!g->try_acquire(n)) {
+      // A task of this group that waited for a slot could wait forever:
+      // every slot may be held by tasks doing the same. Queue instead.
+      const detail::wait_kind kind =
+          may_block && !in_own_task()
+              ? detail::choose_wait(/*may_queue=*/true, /*may_help=*/true)
+              : detail::wait_kind::queue;
+      waiting_.fetch_add(1, std::memory_order_relaxed);
+      if (kind == detail::wait_kind::queue) {
+        t.waiting_at_ = g;
+        t.waiter_.reset(n);
+        t.handshake_.store(0, std::memory_order_relaxed);
+        if (has_context_)
+          t.cancel_cb_.emplace(node_->stop_source().get_token(),
+                               detail::task_base::canceller{&t});
+        if (!g->take_or_enqueue(t.waiter_)) {
+          // Queued. A cancellation that came before the enqueue found
+          // nothing to remove: remove it now.
+          if (has_context_ && node_->cancelled() && g->cancel(t.waiter_))
+            t.waiter_.wake();
+          t.waiter_.wake();  // our arrival: the second one goes on
+          return false;
+        }
+        t.cancel_cb_.reset();
+      } else if (kind == detail::wait_kind::help) {
+        detail::helping_waiter w(n);
+        if (g->take_or_enqueue(w)) {
+          w.done_.release();
+        } else {
+          auto help = [&] {
+            detail::run_in_arena(*sched_, this, [&] {
+              tbb::detail::d1::wait(w.done_, node_->tbb_context());
+            });
+          };
+          if (has_context_) {
+            std::stop_callback cb(node_->stop_source().get_token(),
+                                  [&]() noexcept {
+                                    if (g->cancel(w)) w.wake();
+                                  });
+            help();
+          } else {
+            help();
+          }
+        }
+        if (w.outcome() != detail::waiter::granted) {
+          waiting_.fetch_sub(1, std::memory_order_relaxed);
+          skip(t, nullptr);
+          return false;
+        }
+      } else {
+        detail::blocking_waiter w(n, kind);
+        if (!g->take_or_enqueue(w)) {
+          if (has_context_) {
+            std::stop_callback cb(node_->stop_source().get_token(),
+                                  [&]() noexcept {
+                                    if (g->cancel(w)) w.wake();
+                                  });
+            w.block();
+          } else {
+            w.block();
+          }
+        }
+        if (w.outcome() != detail::waiter::granted) {
+          waiting_.fetch_sub(1, std::memory_order_relaxed);
+          skip(t, nullptr);
+          return false;
+        }
+      }
+      waiting_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
+    if (has_context_ && node_->cancelled()) {
+      skip(t, nullptr);
+      return false;
+    }
+  }
+  return true;
+}
+
+void group::on_admission(detail::task_base& t) noexcept {
+  t.cancel_cb_.reset();
+  waiting_.fetch_sub(1, std::memory_order_relaxed);
+  if (t.waiter_.outcome() != detail::waiter::granted ||
+      (has_context_ && node_->cancelled())) {
+    if (t.waiter_.outcome() == detail::waiter::granted)
+      (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
+    skip(t, nullptr);
+    return;
+  }
+  (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
+  ++t.stage_;
+  // Go on with the next stage; this thread is not ours to block.
+  if (admit(t, /*may_block=*/false)) spawn(t);
+}
+
+void group::spawn(detail::task_base& t) noexcept {
+  detail::run_in_arena(*sched_, this, [&] {
+    tbb::detail::d1::spawn(t, node_->tbb_context());
+  });
+}
+
+void group::start() noexcept {
+  const std::int64_t now =
+      run_.running.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::int64_t peak = run_.peak.load(std::memory_order_relaxed);
+  while (now > peak && !run_.peak.compare_exchange_weak(
+                           peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void group::skip(detail::task_base& t,
+                 const tbb::detail::d1::execution_data* ed) noexcept {
+  const bool held_slot = t.holds_slot_;
+  detail::gate* units_gate = t.holds_units_ ? t.units_gate_ : nullptr;
+  const std::int64_t units = t.units_;
+  t.destroy(ed);  // never invoked; its captures are released now
+  finish(held_slot, units_gate, units, {}, /*skipped=*/true);
+}
+
+void group::finish(bool held_slot, detail::gate* units_gate,
+                   std::int64_t units, error e, bool skipped) noexcept {
+  if (skipped)
+    skipped_.fetch_add(1, std::memory_order_relaxed);
+  else
+    run_.running.fetch_sub(1, std::memory_order_relaxed);
+  // The error is recorded and the context cancelled before the slot is
+  // handed on: with set_limit(1) no task starts after a failure.
+  if (e) record(std::move(e));
+  if (units_gate != nullptr) units_gate->release(units);
+  if (held_slot) slots_.release(1);
+  hot_.active.fetch_sub(1, std::memory_order_acq_rel);
+  hot_.wait.release();  // last: wait() may return and the group go away
+}
+
+void group::record(error e) noexcept {
+  failed_.fetch_add(1, std::memory_order_relaxed);
+  if (!has_error_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(mu_);
+    if (!first_) {
+      first_ = e;
+      has_error_.store(true, std::memory_order_release);
+    }
+  }
+  if (has_context_) {
+    auto n = node_;  // cancelling may end the group's life; keep the node
+    n->cancel(detail::cancelled_sentinel(), e);
+  }
+}
+
+error group::wait() {
+  if (in_own_task())
+    throw std::logic_error(
+        "errgroup: wait() called from a task of the same group would wait "
+        "for itself");
+  detail::run_in_arena(*sched_, this, [&] {
+    tbb::detail::d1::wait(hot_.wait, node_->tbb_context());
+  });
+  (void)hot_.active.load(std::memory_order_acquire);
+  if (has_context_) {
+    waited_.store(true, std::memory_order_release);
+    node_->cancel(detail::cancelled_sentinel(), detail::cancelled_sentinel());
+  }
+  if (has_error_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(mu_);
+    return first_;
+  }
+  if (skipped_.load(std::memory_order_acquire) > 0) return node_->cause();
+  return {};
+}
+
+bool group::in_own_task() const noexcept {
+  return tbb::detail::d1::current_context() == &node_->tbb_context();
+}
+
+group::stats group::counters() const noexcept {
+  stats s;
+  s.submitted = hot_.submitted.load(std::memory_order_relaxed);
+  const std::int64_t active = hot_.active.load(std::memory_order_relaxed);
+  s.running = run_.running.load(std::memory_order_relaxed);
+  s.waiting = waiting_.load(std::memory_order_relaxed);
+  s.failed = failed_.load(std::memory_order_relaxed);
+  s.skipped = skipped_.load(std::memory_order_relaxed);
+  s.peak = run_.peak.load(std::memory_order_relaxed);
+  s.succeeded = std::max<std::int64_t>(
+      0, s.submitted - active - s.failed - s.skipped);
+  return s;
+}
+
+}  // namespace errgroup

@@ -1,0 +1,16 @@
+#include "errgroup/error.hpp"
+
+namespace errgroup {
+
+std::string error::message() const {
+  if (!p_) return {};
+  try {
+    std::rethrow_exception(p_);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
+}  // namespace errgroup

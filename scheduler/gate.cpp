@@ -1,0 +1,190 @@
+#include "errgroup/detail/gate.hpp"
+
+#include <oneapi/tbb/task.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <stdexcept>
+
+
+#if defined(__SANITIZE_THREAD__)
+#define ERRGROUP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ERRGROUP_TSAN 1
+#endif
+#endif
+
+namespace errgroup::detail {
+namespace {
+
+// Each suspended task owns a coroutine stack (4 MiB of address space, two
+// mappings). Past this many at once, waits block or queue instead.
+constexpr int max_suspended = 4096;
+std::atomic<int> g_suspended{0};
+
+#if __TBB_RESUMABLE_TASKS && !defined(ERRGROUP_TSAN)
+constexpr bool resumable = true;
+#else
+constexpr bool resumable = false;  // TSan cannot follow swapcontext
+#endif
+
+bool tbb_thread() noexcept {
+  return tbb::this_task_arena::current_thread_index() >= 0;
+}
+
+}  // namespace
+
+wait_kind choose_wait(bool may_queue, bool may_help) noexcept {
+  if (!tbb_thread() || tbb::task::current_context() == nullptr)
+    return may_help ? wait_kind::help : wait_kind::block;
+  if (resumable) {
+    if (g_suspended.fetch_add(1, std::memory_order_relaxed) < max_suspended)
+      return wait_kind::suspend;
+    g_suspended.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return may_queue ? wait_kind::queue : wait_kind::block;
+}
+
+blocking_waiter::blocking_waiter(std::int64_t n, wait_kind kind) noexcept
+    : waiter(n), suspend_(kind == wait_kind::suspend) {}
+
+blocking_waiter::~blocking_waiter() {
+  if (suspend_) g_suspended.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void blocking_waiter::block() noexcept {
+#if __TBB_RESUMABLE_TASKS
+  if (suspend_) {
+    tbb::task::suspend([this](tbb::task::suspend_point sp) {
+      suspend_point_ = sp;
+      if (handshake_.fetch_add(1, std::memory_order_acq_rel) == 1)
+        tbb::task::resume(sp);
+    });
+    return;  // possibly on another thread now
+  }
+#endif
+  sem_.acquire();
+}
+
+void blocking_waiter::wake() noexcept {
+#if __TBB_RESUMABLE_TASKS
+  if (suspend_) {
+    if (handshake_.fetch_add(1, std::memory_order_acq_rel) == 1)
+      tbb::task::resume(static_cast<tbb::task::suspend_point>(suspend_point_));
+    return;
+  }
+#endif
+  sem_.release();
+}
+
+void gate::unlink_locked(waiter& w) noexcept {
+  (w.prev_ ? w.prev_->next_ : head_) = w.next_;
+  (w.next_ ? w.next_->prev_ : tail_) = w.prev_;
+  w.next_ = w.prev_ = nullptr;
+  w.linked_ = false;
+}
+
+waiter* gate::grant_locked() noexcept {
+  waiter* first = nullptr;
+  waiter* last = nullptr;
+  while (waiter* w = head_) {
+    std::int64_t used = state_.load(std::memory_order_relaxed) & ~waiters_bit;
+    if (size() - used < w->n_) break;
+    state_.fetch_add(w->n_, std::memory_order_relaxed);
+    unlink_locked(*w);
+    w->state_.store(waiter::granted, std::memory_order_release);
+    (last ? last->next_ : first) = w;
+    last = w;
+  }
+  if (head_ == nullptr) state_.fetch_and(~waiters_bit, std::memory_order_release);
+  return first;
+}
+
+void gate::wake_all(waiter* list) noexcept {
+  while (list != nullptr) {
+    waiter* next = list->next_;
+    list->next_ = nullptr;
+    list->wake();  // list may be gone after this
+    list = next;
+  }
+}
+
+bool gate::try_acquire_slow(std::int64_t n) noexcept {
+  std::lock_guard lock(mu_);
+  if (head_ != nullptr) return false;
+  std::int64_t used = state_.load(std::memory_order_relaxed) & ~waiters_bit;
+  if (used + n > size()) return false;
+  state_.fetch_add(n, std::memory_order_acquire);
+  return true;
+}
+
+bool gate::take_or_enqueue(waiter& w) {
+  std::lock_guard lock(mu_);
+  // Setting the bit first sends every fast path to the lock, so no release
+  // can slip between our check and our enqueue.
+  std::int64_t used =
+      state_.fetch_or(waiters_bit, std::memory_order_acq_rel) & ~waiters_bit;
+  if (head_ == nullptr && used + w.n_ <= size()) {
+    state_.fetch_add(w.n_, std::memory_order_relaxed);
+    state_.fetch_and(~waiters_bit, std::memory_order_release);
+    w.state_.store(waiter::granted, std::memory_order_relaxed);
+    return true;
+  }
+  w.prev_ = tail_;
+  w.next_ = nullptr;
+  w.linked_ = true;
+  (tail_ ? tail_->next_ : head_) = &w;
+  tail_ = &w;
+  return false;
+}
+
+bool gate::cancel(waiter& w) noexcept {
+  waiter* granted = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (!w.linked_) return false;  // granted, or not queued yet
+    const bool was_head = head_ == &w;
+    unlink_locked(w);
+    w.state_.store(waiter::cancelled, std::memory_order_release);
+    // golang/go#37852: the waiters behind a head that gives up may fit now.
+    if (was_head)
+      granted = grant_locked();
+    else if (head_ == nullptr)
+      state_.fetch_and(~waiters_bit, std::memory_order_release);
+  }
+  wake_all(granted);
+  return true;
+}
+
+void gate::release_slow(std::int64_t n) {
+  waiter* granted = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    std::int64_t used = state_.load(std::memory_order_relaxed) & ~waiters_bit;
+    if (n < 0 || used < n)
+      throw std::logic_error("semaphore: released more than held");
+    state_.fetch_sub(n, std::memory_order_release);
+    granted = grant_locked();
+  }
+  wake_all(granted);
+}
+
+error gate::acquire(const context& ctx, std::int64_t n) {
+  if (ctx.cancelled()) return ctx.err();
+  if (try_acquire(n)) return {};
+  blocking_waiter w(n, choose_wait(/*may_queue=*/false, /*may_help=*/false));
+  if (take_or_enqueue(w)) return {};
+  {
+    std::stop_callback cb(ctx.stop_token(), [&]() noexcept {
+      if (cancel(w)) w.wake();
+    });
+    w.block();
+  }
+  if (w.outcome() == waiter::granted) {
+    if (!ctx.cancelled()) return {};
+    release(n);  // granted as ctx was cancelled: give the units back
+  }
+  return ctx.err();
+}
+
+}  // namespace errgroup::detail

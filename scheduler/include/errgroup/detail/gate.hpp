@@ -1,0 +1,164 @@
+// errgroup/detail/gate.hpp: FIFO admission of weighted requests, the engine
+// of both group::set_limit() and errgroup::weighted. Not part of the public
+// API.
+//
+// A gate has `size` units. Requests are served strictly first come, first
+// served: while anybody waits, nobody barges (try_acquire fails and new
+// requests queue). The uncontended path is one CAS; the lock is taken only
+// when somebody waits.
+//
+// A waiter is woken exactly once, outside the lock, by whoever decided its
+// fate: the releaser that granted it, or the canceller that removed it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <semaphore>
+
+#include "errgroup/context.hpp"
+#include "errgroup/error.hpp"
+
+namespace errgroup::detail {
+
+class waiter {
+ public:
+  enum state : int { waiting = 0, granted = 1, cancelled = 2 };
+  explicit waiter(std::int64_t n) noexcept : n_(n) {}
+  std::int64_t units() const noexcept { return n_; }
+  state outcome() const noexcept {
+    return static_cast<state>(state_.load(std::memory_order_acquire));
+  }
+  // wake() is called once, outside the gate's lock, after outcome() is set.
+  virtual void wake() noexcept = 0;
+  // reset(n) makes an idle waiter ready to wait again, for n units.
+  void reset(std::int64_t n) noexcept {
+    n_ = n;
+    state_.store(waiting, std::memory_order_relaxed);
+  }
+
+ protected:
+  ~waiter() = default;
+
+ private:
+  friend class gate;
+  std::int64_t n_;
+  std::atomic<int> state_{waiting};
+  bool linked_ = false;  // queued at a gate; guarded by that gate's mutex
+  waiter* next_ = nullptr;
+  waiter* prev_ = nullptr;
+};
+
+// How a party that must wait does it.
+enum class wait_kind {
+  suspend,  // suspend the calling oneTBB task; the thread runs other work
+  block,    // block the calling thread on a semaphore
+  queue,    // do not wait: queue the work and return
+  help,     // run the waited-for group's tasks until woken (not in a task)
+};
+
+// choose_wait(may_queue, may_help) picks how the calling thread waits.
+// Inside a oneTBB task: suspend while fewer than the process-wide cap of
+// tasks are suspended (a ticket is then held until the blocking_waiter made
+// with it dies), else queue if allowed, else block. Outside any task (a
+// thread of the application, also inside task_arena::execute): help if
+// allowed, else block.
+wait_kind choose_wait(bool may_queue, bool may_help) noexcept;
+
+// blocking_waiter waits on the calling thread, by suspending the calling
+// task or blocking the thread (kind from choose_wait). Never spins.
+class blocking_waiter final : public waiter {
+ public:
+  blocking_waiter(std::int64_t n, wait_kind kind) noexcept;
+  ~blocking_waiter();
+  blocking_waiter(const blocking_waiter&) = delete;
+  blocking_waiter& operator=(const blocking_waiter&) = delete;
+  // block() returns once wake() was called.
+  void block() noexcept;
+  void wake() noexcept override;
+
+ private:
+  bool suspend_;
+  std::atomic<int> handshake_{0};
+  void* suspend_point_ = nullptr;
+  std::binary_semaphore sem_{0};
+};
+
+class gate {
+ public:
+  static constexpr std::int64_t max_size = std::int64_t{1} << 61;
+  explicit gate(std::int64_t size) noexcept : size_(size) {}
+  gate(const gate&) = delete;
+  gate& operator=(const gate&) = delete;
+
+  std::int64_t size() const noexcept {
+    return size_.load(std::memory_order_relaxed);
+  }
+  std::int64_t available() const noexcept {
+    return size() - (state_.load(std::memory_order_acquire) & ~waiters_bit);
+  }
+  bool has_waiters() const noexcept {
+    return state_.load(std::memory_order_acquire) & waiters_bit;
+  }
+  // resize(n): only while nothing is held or waiting.
+  void resize(std::int64_t n) noexcept {
+    size_.store(n, std::memory_order_relaxed);
+  }
+
+  // try_acquire(n) takes n units if they are free and nobody waits.
+  bool try_acquire(std::int64_t n) noexcept {
+    std::int64_t s = state_.load(std::memory_order_relaxed);
+    while (!(s & waiters_bit) && s + n <= size()) {
+      if (state_.compare_exchange_weak(s, s + n, std::memory_order_acquire,
+                                       std::memory_order_relaxed))
+        return true;
+    }
+    return (s & waiters_bit) ? try_acquire_slow(n) : false;
+  }
+
+  // take_or_enqueue(w) takes w.units() now if possible (returns true), else
+  // queues w at the tail (returns false; w is woken later exactly once).
+  bool take_or_enqueue(waiter& w);
+
+  // cancel(w) removes w if it still waits, marks it cancelled, wakes the
+  // waiters behind it if it was the head and units are free, and reports
+  // whether it removed w (the caller then wakes or disposes of w). False
+  // means w was already granted.
+  bool cancel(waiter& w) noexcept;
+
+  // release(n) gives n units back and wakes waiters in order. Throws
+  // std::logic_error("semaphore: released more than held") when more than is
+  // held, leaving the gate unchanged.
+  void release(std::int64_t n) {
+    std::int64_t s = state_.load(std::memory_order_relaxed);
+    while (!(s & waiters_bit) && s >= n) {
+      if (state_.compare_exchange_weak(s, s - n, std::memory_order_release,
+                                       std::memory_order_relaxed))
+        return;
+    }
+    release_slow(n);
+  }
+
+  // acquire(ctx, n) blocks (blocking_waiter) until n units are taken, or ctx
+  // is done: then it returns ctx.err() and leaves the gate unchanged. A done
+  // ctx fails even when units are free.
+  error acquire(const context& ctx, std::int64_t n);
+
+ private:
+  static constexpr std::int64_t waiters_bit = std::int64_t{1} << 62;
+  bool try_acquire_slow(std::int64_t n) noexcept;
+  void release_slow(std::int64_t n);
+  // grant_locked() grants from the head while units suffice; returns the
+  // granted waiters as a list to wake after unlocking.
+  waiter* grant_locked() noexcept;
+  static void wake_all(waiter* list) noexcept;
+  void unlink_locked(waiter& w) noexcept;
+
+  std::atomic<std::int64_t> state_{0};  // units held | waiters_bit
+  std::atomic<std::int64_t> size_;
+  std::mutex mu_;
+  waiter* head_ = nullptr;  // guarded by mu_
+  waiter* tail_ = nullptr;
+};
+
+}  // namespace errgroup::detail

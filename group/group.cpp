@@ -1,5 +1,7 @@
 #include "errgroup/group.hpp"
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 namespace errgroup {
@@ -117,7 +119,22 @@ void group::submit(detail::task_base& t) {
   if (admit(t, /*may_block=*/true)) spawn(t);
 }
 
-bool group::admit(detail::task_base& t, bool may_block) {
+bool group::admit(detail::task_base& t, bool may_block, const context* bound,
+                  bool* gave_up) {
+  // Waits end when this context is cancelled: the group's, or go_until's.
+  const std::stop_token stop = bound != nullptr ? bound->stop_token()
+                               : has_context_
+                                   ? node_->stop_source().get_token()
+                                   : std::stop_token();
+  const auto give_up = [&] {
+    if (gave_up != nullptr) {
+      *gave_up = true;
+      abandon(t);
+    } else {
+      skip(t, nullptr);
+    }
+    return false;
+  };
   for (; t.stage_ < 2; ++t.stage_) {
     detail::gate* g = &slots_;
     std::int64_t n = 1;
@@ -128,11 +145,15 @@ bool group::admit(detail::task_base& t, bool may_block) {
     }
     if (!g->try_acquire(n)) {
       // A task of this group that waited for a slot could wait forever:
-      // every slot may be held by tasks doing the same. Queue instead.
+      // every slot may be held by tasks doing the same. Queue instead (a
+      // bounded wait, go_until, may wait).
+      const bool own = in_own_task();
       const detail::wait_kind kind =
-          may_block && !in_own_task()
-              ? detail::choose_wait(/*may_queue=*/true, /*may_help=*/true)
-              : detail::wait_kind::queue;
+          !may_block ? detail::wait_kind::queue
+          : bound != nullptr
+              ? detail::choose_wait(/*may_queue=*/false, /*may_help=*/!own)
+          : own ? detail::wait_kind::queue
+                : detail::choose_wait(/*may_queue=*/true, /*may_help=*/true);
       waiting_.fetch_add(1, std::memory_order_relaxed);
       if (kind == detail::wait_kind::queue) {
         t.waiting_at_ = g;
@@ -155,54 +176,75 @@ bool group::admit(detail::task_base& t, bool may_block) {
         if (g->take_or_enqueue(w)) {
           w.done_.release();
         } else {
-          auto help = [&] {
-            detail::run_in_arena(*sched_, this, [&] {
-              tbb::detail::d1::wait(w.done_, node_->tbb_context());
-            });
-          };
-          if (has_context_) {
-            std::stop_callback cb(node_->stop_source().get_token(),
-                                  [&]() noexcept {
-                                    if (g->cancel(w)) w.wake();
-                                  });
-            help();
-          } else {
-            help();
-          }
+          std::stop_callback cb(stop, [&]() noexcept {
+            if (g->cancel(w)) w.wake();
+          });
+          detail::run_in_arena(*sched_, this, [&] {
+            tbb::detail::d1::wait(w.done_, node_->tbb_context());
+          });
         }
         if (w.outcome() != detail::waiter::granted) {
           waiting_.fetch_sub(1, std::memory_order_relaxed);
-          skip(t, nullptr);
-          return false;
+          return give_up();
         }
       } else {
         detail::blocking_waiter w(n, kind);
         if (!g->take_or_enqueue(w)) {
-          if (has_context_) {
-            std::stop_callback cb(node_->stop_source().get_token(),
-                                  [&]() noexcept {
-                                    if (g->cancel(w)) w.wake();
-                                  });
-            w.block();
-          } else {
-            w.block();
-          }
+          std::stop_callback cb(stop, [&]() noexcept {
+            if (g->cancel(w)) w.wake();
+          });
+          w.block();
         }
         if (w.outcome() != detail::waiter::granted) {
           waiting_.fetch_sub(1, std::memory_order_relaxed);
-          skip(t, nullptr);
-          return false;
+          return give_up();
         }
       }
       waiting_.fetch_sub(1, std::memory_order_relaxed);
     }
     (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
-    if (has_context_ && node_->cancelled()) {
-      skip(t, nullptr);
-      return false;
-    }
+    if ((has_context_ && node_->cancelled()) ||
+        (bound != nullptr && bound->cancelled()))
+      return give_up();
   }
   return true;
+}
+
+error group::submit_until(detail::task_base& t,
+                          std::chrono::steady_clock::time_point deadline) {
+  const int limit = limit_.load(std::memory_order_acquire);
+  if (limit == 0 || (has_context_ && waited_.load(std::memory_order_acquire))) {
+    t.destroy(nullptr);
+    throw std::logic_error(
+        limit == 0 ? "errgroup: go() with limit 0 could never start a task"
+                   : "errgroup: go() on a context group after its wait() "
+                     "returned (its context is done)");
+  }
+  auto [bound, cancel] = with_deadline(ctx_, deadline);
+  hot_.wait.reserve();
+  hot_.active.fetch_add(1, std::memory_order_relaxed);
+  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+  bool gave_up = false;
+  t.stage_ = limit > 0 ? 0 : 1;
+  if (bound.cancelled() || !admit(t, /*may_block=*/true, &bound, &gave_up)) {
+    if (!gave_up) abandon(t);
+    return has_context_ && node_->cancelled() ? node_->err()
+                                              : detail::deadline_sentinel();
+  }
+  spawn(t);
+  return {};
+}
+
+void group::abandon(detail::task_base& t) noexcept {
+  const bool held_slot = t.holds_slot_;
+  detail::gate* units_gate = t.holds_units_ ? t.units_gate_ : nullptr;
+  const std::int64_t units = t.units_;
+  t.destroy(nullptr);
+  if (units_gate != nullptr) units_gate->release(units);
+  if (held_slot) slots_.release(1);
+  hot_.submitted.fetch_sub(1, std::memory_order_relaxed);
+  hot_.active.fetch_sub(1, std::memory_order_acq_rel);
+  hot_.wait.release();
 }
 
 void group::on_admission(detail::task_base& t) noexcept {
@@ -256,12 +298,85 @@ void group::finish(bool held_slot, detail::gate* units_gate,
   if (e) record(std::move(e));
   if (units_gate != nullptr) units_gate->release(units);
   if (held_slot) slots_.release(1);
+  if (progress_ != nullptr) progress();
   hot_.active.fetch_sub(1, std::memory_order_acq_rel);
   hot_.wait.release();  // last: wait() may return and the group go away
 }
 
+void group::progress() noexcept {
+  const std::int64_t now =
+      std::chrono::steady_clock::now().time_since_epoch().count();
+  std::int64_t next = progress_->next.load(std::memory_order_relaxed);
+  if (now < next) return;
+  // The CAS elects one caller; `next` stays far ahead while cb runs.
+  if (!progress_->next.compare_exchange_strong(
+          next, std::numeric_limits<std::int64_t>::max(),
+          std::memory_order_acquire))
+    return;
+  try {
+    progress_->cb(counters());
+  } catch (...) {
+    // A progress callback must not throw; its exception is dropped.
+  }
+  progress_->next.store(
+      std::chrono::steady_clock::now().time_since_epoch().count() +
+          progress_->every.count(),
+      std::memory_order_release);
+}
+
+void group::on_progress(std::function<void(const stats&)> cb,
+                        std::chrono::steady_clock::duration every) {
+  if (!cb) {
+    progress_.reset();
+    return;
+  }
+  auto p = std::make_unique<progress_state>();
+  p->cb = std::move(cb);
+  p->every = every;
+  progress_ = std::move(p);
+}
+
+std::vector<group::task_error> group::errors() const {
+  std::lock_guard lock(mu_);
+  return errors_;
+}
+
+group::tracker::tracker(group& grp, std::string label) : g(&grp) {
+  std::lock_guard lock(g->mu_);
+  g->labelled_.emplace_front(std::move(label),
+                             std::chrono::steady_clock::now());
+  it = g->labelled_.begin();
+}
+
+group::tracker::~tracker() {
+  std::lock_guard lock(g->mu_);
+  g->labelled_.erase(it);
+}
+
+std::vector<group::running_task> group::running() const {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<running_task> out;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [label, since] : labelled_)
+      out.push_back({label, now - since});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.elapsed > b.elapsed;
+  });
+  return out;
+}
+
 void group::record(error e) noexcept {
   failed_.fetch_add(1, std::memory_order_relaxed);
+  if (keep_errors_) {
+    std::lock_guard lock(mu_);
+    try {
+      errors_.push_back({e, !node_->cancelled()});
+    } catch (...) {
+      // Out of memory: the first error below is still kept.
+    }
+  }
   if (!has_error_.load(std::memory_order_acquire)) {
     std::lock_guard lock(mu_);
     if (!first_) {

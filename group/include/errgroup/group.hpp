@@ -27,9 +27,14 @@
 #include <oneapi/tbb/detail/_task.h>
 
 #include <atomic>
+#include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <functional>
+#include <list>
 #include <memory>
+#include <string>
+#include <vector>
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
@@ -249,6 +254,34 @@ class group {
     return true;
   }
 
+  // go_until(t, f) is go(f) that gives up waiting for a slot (and units) at
+  // time t (Go #27837). Returns no error when f was admitted; else f is
+  // destroyed uninvoked, not counted as submitted, and the error says why:
+  // deadline_exceeded_error when t passed first, the context's err() when the
+  // group's context was cancelled. It never queues: from a task of this
+  // group it waits too (the deadline bounds the wait). Throws as go() does.
+  template <class F>
+  error go_until(std::chrono::steady_clock::time_point t, F&& f) {
+    static_assert(detail::check_task<std::decay_t<F>>());
+    return submit_until(make_task(std::forward<F>(f)), t);
+  }
+
+  // go(label, f) is go(f) for a task that running() reports by its label
+  // while it runs: which tasks hold the slots, and for how long.
+  template <class F>
+  void go(std::string label, F&& f) {
+    static_assert(detail::check_task<std::decay_t<F>>());
+    go(labelled(std::move(label), std::forward<F>(f)));
+  }
+
+  // running_task is a labelled task that is running now.
+  struct running_task {
+    std::string label;
+    std::chrono::steady_clock::duration elapsed;
+  };
+  // running() returns the labelled tasks running now, longest first.
+  std::vector<running_task> running() const;
+
   // wait() waits until every task has finished or been skipped, then returns
   // the first task error; otherwise, if a task was skipped, the context's
   // cause(); otherwise no error. The calling thread runs the group's tasks
@@ -274,6 +307,25 @@ class group {
   // counters() returns the counters; lock-free, safe from any thread.
   stats counters() const noexcept;
 
+  // on_progress(cb, every) calls cb(counters()) from a finishing task at
+  // most once per `every` (and never concurrently with itself), for progress
+  // lines. cb must not throw or block. Set it before the first go().
+  void on_progress(std::function<void(const stats&)> cb,
+                   std::chrono::steady_clock::duration every);
+
+  // task_error is one task's error: root_cause is true when the task failed
+  // before the group's context was cancelled (a cause), false when it failed
+  // after (typically because of the cancellation: induced).
+  struct task_error {
+    error err;
+    bool root_cause;
+  };
+  // keep_errors() makes the group keep every task error, not only the first;
+  // call it before the first go(). errors() returns them in the order they
+  // were recorded. Safe from any thread.
+  void keep_errors() noexcept { keep_errors_ = true; }
+  std::vector<task_error> errors() const;
+
  private:
   friend struct group_and_context;
   friend group_and_context with_context(const context&, scheduler&);
@@ -298,9 +350,19 @@ class group {
   void launch(detail::task_base& t, detail::gate* units_gate,
               std::int64_t n) noexcept;
   void submit(detail::task_base& t);
+  error submit_until(detail::task_base& t,
+                     std::chrono::steady_clock::time_point deadline);
+  template <class F>
+  auto labelled(std::string label, F&& f);
+  struct tracker;
   // admit() takes what t still needs and reports whether t is admitted now;
   // false: t was queued (admission goes on when woken) or skipped.
-  bool admit(detail::task_base& t, bool may_block);
+  // With bound (go_until), waits end when bound is cancelled, never queue,
+  // and a task that gives up is abandoned (gave_up set) rather than skipped.
+  bool admit(detail::task_base& t, bool may_block,
+             const context* bound = nullptr, bool* gave_up = nullptr);
+  void abandon(detail::task_base& t) noexcept;
+  void progress() noexcept;
   void on_admission(detail::task_base& t) noexcept;
   void spawn(detail::task_base& t) noexcept;
   void start() noexcept;
@@ -336,8 +398,18 @@ class group {
   std::atomic<std::int64_t> failed_{0};
   std::atomic<std::int64_t> skipped_{0};
   detail::gate slots_{0};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   error first_;  // guarded by mu_
+  bool keep_errors_ = false;
+  std::vector<task_error> errors_;  // guarded by mu_
+  std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>
+      labelled_;  // guarded by mu_
+  struct progress_state {
+    std::function<void(const stats&)> cb;
+    std::chrono::steady_clock::duration every{};
+    std::atomic<std::int64_t> next{0};  // steady_clock ticks
+  };
+  std::unique_ptr<progress_state> progress_;
 };
 
 // The result of with_context: auto [g, ctx] = errgroup::with_context(parent);
@@ -352,6 +424,28 @@ group_and_context with_context(
     const context& parent, scheduler& s = scheduler::default_scheduler());
 
 // ---- implementation ----
+
+struct group::tracker {
+  group* g;
+  std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>::
+      iterator it;
+  tracker(group& grp, std::string label);
+  ~tracker();
+  tracker(const tracker&) = delete;
+  tracker& operator=(const tracker&) = delete;
+};
+
+template <class F>
+auto group::labelled(std::string label, F&& f) {
+  return [this, label = std::move(label),
+          fn = std::forward<F>(f)](const context& ctx) mutable {
+    tracker t(*this, label);
+    if constexpr (detail::takes_context<std::decay_t<F>>)
+      return fn(ctx);
+    else
+      return fn();
+  };
+}
 
 namespace detail {
 

@@ -122,10 +122,11 @@ void group::submit(detail::task_base& t) {
 bool group::admit(detail::task_base& t, bool may_block, const context* bound,
                   bool* gave_up) {
   // Waits end when this context is cancelled: the group's, or go_until's.
-  const std::stop_token stop = bound != nullptr ? bound->stop_token()
-                               : has_context_
-                                   ? node_->stop_source().get_token()
-                                   : std::stop_token();
+  const auto stop = [&] {
+    return bound != nullptr ? bound->stop_token()
+           : has_context_   ? node_->stop_source().get_token()
+                            : std::stop_token();
+  };
   const auto give_up = [&] {
     if (gave_up != nullptr) {
       *gave_up = true;
@@ -176,7 +177,7 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
         if (g->take_or_enqueue(w)) {
           w.done_.release();
         } else {
-          std::stop_callback cb(stop, [&]() noexcept {
+          std::stop_callback cb(stop(), [&]() noexcept {
             if (g->cancel(w)) w.wake();
           });
           detail::run_in_arena(*sched_, this, [&] {
@@ -190,7 +191,7 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
       } else {
         detail::blocking_waiter w(n, kind);
         if (!g->take_or_enqueue(w)) {
-          std::stop_callback cb(stop, [&]() noexcept {
+          std::stop_callback cb(stop(), [&]() noexcept {
             if (g->cancel(w)) w.wake();
           });
           w.block();

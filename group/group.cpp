@@ -148,13 +148,17 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
       // A task of this group that waited for a slot could wait forever:
       // every slot may be held by tasks doing the same. Queue instead (a
       // bounded wait, go_until, may wait).
+      // A thread that runs no task helps run the group's tasks, but only in
+      // its own arena (the default scheduler): entering an owned arena could
+      // find every slot taken by other waiting threads.
       const bool own = in_own_task();
+      const bool may_help = sched_->target() == nullptr;
       const detail::wait_kind kind =
           !may_block ? detail::wait_kind::queue
           : bound != nullptr
-              ? detail::choose_wait(/*may_queue=*/false, /*may_help=*/!own)
+              ? detail::choose_wait(/*may_queue=*/false, may_help && !own)
           : own ? detail::wait_kind::queue
-                : detail::choose_wait(/*may_queue=*/true, /*may_help=*/true);
+                : detail::choose_wait(/*may_queue=*/true, may_help);
       waiting_.fetch_add(1, std::memory_order_relaxed);
       if (kind == detail::wait_kind::queue) {
         t.waiting_at_ = g;

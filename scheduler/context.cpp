@@ -71,8 +71,8 @@ class timer {
         continue;
       }
       auto it = queue_.begin();
-      if (it->first > context::clock::now()) {
-        cv_.wait_until(lock, it->first);
+      if (const auto due = it->first; due > context::clock::now()) {
+        cv_.wait_until(lock, due);  // `it` may be erased while we wait
         continue;
       }
       std::shared_ptr<node> n = it->second.weak.lock();

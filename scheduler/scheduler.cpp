@@ -4,48 +4,45 @@
 #include <oneapi/tbb/info.h>
 
 #include <mutex>
-#include <set>
+#include <optional>
 #include <stdexcept>
 
 namespace errgroup {
 namespace {
 
 // The process-wide oneTBB worker limit is the smallest active
-// global_control. Schedulers that need more workers than the default register
-// here, and one global_control holds the largest request.
+// global_control, by default one worker less than the cores. Each scheduler
+// that owns threads adds its own to it, so schedulers alive at once never
+// share workers: the limit is the default plus the sum of their threads.
 class worker_limit {
  public:
   static worker_limit& instance() {
     static worker_limit* w = new worker_limit();
     return *w;
   }
-  void add(int parallelism) {
+  void add(int threads) {
     std::lock_guard lock(mu_);
-    requests_.insert(parallelism);
+    extra_ += threads;
     update_locked();
   }
-  void remove(int parallelism) {
+  void remove(int threads) {
     std::lock_guard lock(mu_);
-    requests_.erase(requests_.find(parallelism));
+    extra_ -= threads;
     update_locked();
   }
 
  private:
   void update_locked() {
-    int want = requests_.empty() ? 0 : *requests_.rbegin();
-    if (want == current_) return;
     std::unique_ptr<tbb::global_control> next;
-    if (want > 0)
+    if (extra_ > 0)
       next = std::make_unique<tbb::global_control>(
           tbb::global_control::max_allowed_parallelism,
-          static_cast<std::size_t>(want));
+          static_cast<std::size_t>(tbb::info::default_concurrency() + extra_));
     control_ = std::move(next);  // the new one is active before the old dies
-    current_ = want;
   }
   std::mutex mu_;
-  std::multiset<int> requests_;
+  long extra_ = 0;
   std::unique_ptr<tbb::global_control> control_;
-  int current_ = 0;
 };
 
 }  // namespace
@@ -64,21 +61,20 @@ int scheduler::max_concurrency() const noexcept {
 
 tbb::task_arena& scheduler::arena() {
   if (arena_ != nullptr) return *arena_;
-  thread_local tbb::task_arena current{tbb::task_arena::attach{}};
-  return current;
+  thread_local std::optional<tbb::task_arena> current;
+  current.emplace(tbb::task_arena::attach{});  // the arena we are in now
+  return *current;
 }
 
 scheduler::scheduler(int max_concurrency)
     : arena_(nullptr), max_concurrency_(max_concurrency) {
   if (max_concurrency < 1)
     throw std::invalid_argument("errgroup: scheduler needs max_concurrency >= 1");
-  // max_concurrency workers, plus one slot for a thread that joins to wait.
-  const int parallelism = max_concurrency + 1;
-  if (parallelism > tbb::info::default_concurrency()) {
-    worker_request_ = parallelism;
-    worker_limit::instance().add(parallelism);
-  }
-  owned_ = std::make_unique<tbb::task_arena>(parallelism, 1);
+  // max_concurrency workers of our own, plus a slot for a thread that joins
+  // to wait or to spawn.
+  worker_request_ = max_concurrency;
+  worker_limit::instance().add(worker_request_);
+  owned_ = std::make_unique<tbb::task_arena>(max_concurrency + 1, 1);
   arena_ = owned_.get();
   arena_->initialize();
 }
@@ -86,6 +82,9 @@ scheduler::scheduler(int max_concurrency)
 scheduler::scheduler(tbb::task_arena& arena) : arena_(&arena) {
   if (!arena_->is_active()) arena_->initialize();
   max_concurrency_ = arena_->max_concurrency();
+  // Its workers come on top of oneTBB's default pool, as for ours.
+  worker_request_ = max_concurrency_;
+  worker_limit::instance().add(worker_request_);
 }
 
 scheduler::~scheduler() {

@@ -58,7 +58,8 @@ class error {
   const std::exception_ptr& exception() const noexcept { return p_; }
 
   // as<E>() returns the held exception if it is an E or derives from E, else
-  // nullptr. The pointer stays valid while any error holds the exception.
+  // nullptr. The pointer stays valid while any error holds the exception (on
+  // a temporary error: until the end of the full expression).
   template <class E>
   const E* as() const noexcept {
     if (!p_) return nullptr;
@@ -91,6 +92,14 @@ class error {
   // hold nothing.
   friend bool operator==(const error& a, const error& b) noexcept {
     return a.p_ == b.p_;
+  }
+
+  // == with a std::error_code compares codes: true when the error holds a
+  // std::system_error with that code, or when both are empty (ec == 0).
+  friend bool operator==(const error& a, std::error_code ec) noexcept {
+    if (!a.p_) return !ec;
+    const auto* s = a.as<std::system_error>();
+    return s != nullptr && s->code() == ec;
   }
 
  private:

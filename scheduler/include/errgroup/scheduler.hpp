@@ -51,7 +51,8 @@ class scheduler {
   int max_concurrency() const noexcept;
 
   // arena() returns the oneTBB arena, for oneTBB algorithms. For the default
-  // scheduler: a task_arena attached to the calling thread's current arena.
+  // scheduler: a task_arena attached to the calling thread's current arena,
+  // valid until the next arena() call on this thread.
   tbb::task_arena& arena();
 
   // For the library: the arena to enter, or nullptr for the caller's own.

@@ -3,6 +3,9 @@
 
 #include "errgroup/context.hpp"
 #include "errgroup/error.hpp"
+#include "errgroup/first_success.hpp"
 #include "errgroup/group.hpp"
+#include "errgroup/parallel_map.hpp"
+#include "errgroup/quorum.hpp"
 #include "errgroup/scheduler.hpp"
 #include "errgroup/weighted.hpp"

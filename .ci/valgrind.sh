@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# .ci/valgrind.sh: errgroup_tests under valgrind memcheck; fails on any memory
+# error and on any definite leak.
+#
+#   bash .ci/valgrind.sh                # the default subset of suites
+#   VALGRIND_SUITES='*' bash .ci/valgrind.sh     # every suite (slow)
+#
+# Builds errgroup_tests with g++, RelWithDebInfo (the distro oneTBB), then runs
+#   valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
+# with ERRGROUP_TBB_FINALIZE=1, which makes tests/misuse_test.cpp finalize
+# oneTBB at exit (its workers are joined, so their stacks and TLS are not
+# reported). "Possibly lost" blocks (thread-local storage of oneTBB threads
+# that the process-wide schedulers keep alive) are listed but are not errors.
+#
+# Environment:
+#   VALGRIND_BUILD_DIR=DIR  build directory (default build/ci-valgrind)
+#   VALGRIND_SUITES=LIST    doctest -test-suite filter (comma-separated
+#                           wildcards); default: every suite but the few
+#                           that are timing or stress tests (see below)
+#   VALGRIND_EXCLUDE=LIST   doctest -test-suite-exclude filter
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+exec </dev/null
+
+build=${VALGRIND_BUILD_DIR:-build/ci-valgrind}
+start=$SECONDS
+
+./run.sh deps valgrind >&2
+
+mkdir -p "$build"
+cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=g++ \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DERRGROUP_BUILD_SAMPLES=OFF -DERRGROUP_BUILD_BENCH=OFF >"$build/configure.log" 2>&1 || {
+  cat "$build/configure.log" >&2
+  exit 1
+}
+cmake --build "$build" --target errgroup_tests
+tests_bin=$(find "$build" -name errgroup_tests -type f -perm -u+x | head -n 1)
+echo "valgrind: built $tests_bin ($((SECONDS - start)) s)"
+
+# The subset: everything except the suites whose tests are sleeps, timeouts and
+# stress loops, which valgrind (one thread at a time, ~50x slower) turns into
+# minutes without finding anything the rest does not. Override with
+# VALGRIND_SUITES / VALGRIND_EXCLUDE.
+suites=${VALGRIND_SUITES:-*}
+exclude=${VALGRIND_EXCLUDE-group.deadlock,weighted.fifo}
+
+log=$build/valgrind.log
+t0=$SECONDS
+rc=0
+ERRGROUP_TBB_FINALIZE=1 valgrind --error-exitcode=1 --leak-check=full \
+  --errors-for-leak-kinds=definite --num-callers=30 \
+  "$tests_bin" --no-intro --test-suite="$suites" ${exclude:+--test-suite-exclude="$exclude"} \
+  >"$log" 2>&1 || rc=$?
+grep -E '^\[doctest\] (test cases|assertions|Status)' "$log" || true
+sed -n '/LEAK SUMMARY/,/suppressed:/p;/ERROR SUMMARY/p' "$log" | sed 's/^==[0-9]*== //'
+echo "valgrind: exit $rc, $((SECONDS - t0)) s under valgrind, $((SECONDS - start)) s in all (log: $log)"
+if ((rc != 0)); then
+  echo "valgrind: FAILED; first errors:" >&2
+  grep -n -m 20 -E 'Invalid|uninitialised|definitely lost|Mismatched|overlap|FAILED|ERROR:' "$log" >&2 || true
+  exit 1
+fi
+if ! grep -q 'definitely lost: 0 bytes in 0 blocks' "$log" && grep -q 'definitely lost:' "$log"; then
+  echo "valgrind: definite leaks" >&2
+  exit 1
+fi
+echo "valgrind: ok"

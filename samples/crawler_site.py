@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""crawler_site.py: a small web site with a known link graph, for the crawler.
+
+  python3 crawler_site.py [--port 8000] [--root DIR] [--delay 0.2]
+
+Writes the site below into DIR (default: a temporary directory, removed at
+exit) and serves it with http.server on 127.0.0.1 until stopped. The first
+line on stdout is the base address, http://127.0.0.1:PORT. --port 0 picks a
+free port. Pages under /slow/ are answered after --delay seconds; /stall.html
+(linked from nowhere) only after an hour, for the crawler's --timeout test.
+
+Depth  page              links to
+  0    /                 about.html blog/ docs/ #top http://example.invalid/
+                         mailto:team@example.invalid
+  1    /about.html       / team.html data.csv
+  1    /blog/            2023.html 2024.html ../slow/1.html
+  1    /docs/            guide.html#install api.html ../slow/2.html
+  2    /team.html        about.html
+  2    /data.csv         (not HTML)
+  2    /blog/2023.html   2024.html ../
+  2    /blog/2024.html   ../missing.html (broken: 404) ../docs/api.html
+  2    /slow/1.html      2.html
+  2    /slow/2.html      1.html
+  2    /docs/guide.html  api.html deep/1.html
+  2    /docs/api.html    guide.html
+  3    /docs/deep/1.html 2.html
+  4    /docs/deep/2.html 1.html
+"""
+import argparse
+import functools
+import http.server
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+PAGES = {
+    "index.html": ("Home", ["about.html", "blog/", "docs/", "#top",
+                            "http://example.invalid/",
+                            "mailto:team@example.invalid"]),
+    "about.html": ("About", ["/", "team.html", "data.csv"]),
+    "team.html": ("Team", ["about.html"]),
+    "blog/index.html": ("Blog", ["2023.html", "2024.html", "../slow/1.html"]),
+    "blog/2023.html": ("2023", ["2024.html", "../"]),
+    "blog/2024.html": ("2024", ["../missing.html", "../docs/api.html"]),
+    "docs/index.html": ("Docs", ["guide.html#install", "api.html",
+                                 "../slow/2.html"]),
+    "docs/guide.html": ("Guide", ["api.html", "deep/1.html"]),
+    "docs/api.html": ("API", ["guide.html"]),
+    "docs/deep/1.html": ("Deep 1", ["2.html"]),
+    "docs/deep/2.html": ("Deep 2", ["1.html"]),
+    "slow/1.html": ("Slow 1", ["2.html"]),
+    "slow/2.html": ("Slow 2", ["1.html"]),
+    "stall.html": ("Stall", []),
+}
+
+
+def write_site(root):
+    for path, (title, links) in PAGES.items():
+        anchors = "\n".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
+        os.makedirs(os.path.join(root, os.path.dirname(path)), exist_ok=True)
+        with open(os.path.join(root, path), "w", encoding="utf-8") as f:
+            f.write(f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n"
+                    f"<body><h1 id=top>{title}</h1>\n<ul>\n{anchors}\n</ul></body></html>\n")
+    with open(os.path.join(root, "data.csv"), "w", encoding="utf-8") as f:
+        f.write("page,links\n" + "".join(f"{p},{len(l)}\n" for p, (_, l) in PAGES.items()))
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A crawler that gives up hangs up: that is no error of the site.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    delay = 0.2
+
+    def do_GET(self):
+        if self.path.startswith("/slow/"):
+            time.sleep(self.delay)
+        elif self.path == "/stall.html":
+            time.sleep(3600)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--root", help="where to write the site")
+    parser.add_argument("--delay", type=float, default=0.2,
+                        help="seconds before a /slow/ page is answered")
+    args = parser.parse_args()
+
+    root = args.root or tempfile.mkdtemp(prefix="crawler-site-")
+    write_site(root)
+    Handler.delay = args.delay
+    server = Server(("127.0.0.1", args.port),
+                    functools.partial(Handler, directory=root))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        if not args.root:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

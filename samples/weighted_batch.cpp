@@ -1,0 +1,380 @@
+// samples/weighted_batch.cpp: gzip files of very different sizes at once,
+// under a memory budget shared by the jobs (errgroup::weighted).
+//
+// A job reads its file whole and compresses it in one call (zlib), so it needs
+// about twice the file's size: the input, the output buffer (deflateBound)
+// and zlib's own state. That estimate is the job's weight, in KiB, and
+// g.go(budget, weight, f) starts the job only when that much of the budget
+// is free, and gives it back when the job ends, also when it fails. Big jobs
+// go first (they are the hardest to fit), strictly first come, first served,
+// so a big job is never starved by small ones. The group's limit (one task
+// per core) keeps jobs from holding budget while they wait for a thread. The
+// first error (an unreadable file, an unwritable output) cancels the jobs that
+// have not started yet (errgroup::with_context); they never run.
+//
+// While jobs run, each adds its weight to a counter of the memory in use and
+// takes it off before it returns: the peak of that counter is printed, and
+// the sample fails if it ever goes above the budget. A job heavier than the
+// whole budget is refused before anything starts.
+//
+// With no PATH it makes a demo set in a temporary directory: eight files of
+// generated log text from 2 KiB to 24 MiB. Exit status: 0 done, 1 a job
+// failed, 2 bad arguments (also: a job that can never fit the budget).
+//
+// Examples, checked by ctest:
+//   $ weighted_batch
+//   access.log     8.0 MiB ->   1.3 MiB  weight  16.3 MiB
+//   app.log        1.0 MiB -> 169.0 KiB  weight   2.3 MiB
+//   dump.log      24.0 MiB ->   4.0 MiB  weight  48.3 MiB
+//   events.log    16.0 MiB ->   2.6 MiB  weight  32.3 MiB
+//   metrics.csv    4.0 MiB -> 674.6 KiB  weight   8.3 MiB
+//   notes.txt     32.0 KiB ->   5.6 KiB  weight 329.0 KiB
+//   page.html    256.0 KiB ->  42.6 KiB  weight 777.0 KiB
+//   readme.txt     2.0 KiB ->     503 B  weight 269.0 KiB
+//   8 files, 53.3 MiB -> 8.8 MiB (16.5%) in ... s
+//   budget 64 MiB: peak in use ... MiB, never above it
+//
+// Your own files, written as NAME.gz:
+//   $ seq 1 200000 > numbers.txt && head -c 3000000 /dev/zero > zeros.bin
+//   $ weighted_batch --budget 8 --out gz numbers.txt zeros.bin
+//   numbers.txt    1.2 MiB -> 414.8 KiB  weight   2.7 MiB
+//   zeros.bin      2.9 MiB ->   2.9 KiB  weight   6.0 MiB
+//   2 files, 4.1 MiB -> 417.7 KiB (10.0%) in ... s
+//   budget 8 MiB: peak in use 6.0 MiB, never above it
+//   $ gzip -dc gz/numbers.txt.gz | cmp - numbers.txt && echo same
+//   same
+//
+// A job that can never fit is refused before anything starts:
+//   $ weighted_batch --budget 16
+//   weighted_batch: dump.log needs 48.3 MiB, more than the whole --budget 16
+//   [exit 2]
+//
+// A job that fails stops the batch:
+//   $ mkdir -p gz/zeros.bin.gz && head -c 3000000 /dev/zero > zeros.bin
+//   $ weighted_batch --out gz zeros.bin
+//   weighted_batch: gz/zeros.bin.gz: Is a directory
+//   [exit 1]
+//
+// Bad arguments get one line and exit status 2:
+//   $ weighted_batch no/such/file
+//   weighted_batch: path: Path does not exist: no/such/file
+//   [exit 2]
+//   $ weighted_batch --level 10
+//   weighted_batch: --level: Value 10 not in range 1 to 9
+//   [exit 2]
+//   $ weighted_batch --help | head -n 1
+//   Compress files with gzip, several at once, under a memory budget: ...
+#define ZLIB_CONST
+#include <unistd.h>
+#include <zlib.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <errgroup/errgroup.hpp>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "progress.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct job {
+  fs::path path;
+  std::string name;  // as printed
+  std::uintmax_t size = 0;
+  std::int64_t weight = 0;  // KiB of memory, estimated
+  std::size_t packed = 0;   // compressed size
+};
+
+// What one job holds at most, in KiB: the file, zlib's output buffer and
+// zlib's state (2^17 for the window and 2^17 for the hash chains, plus a few
+// KiB, at windowBits 15 and memLevel 8).
+std::int64_t estimate_kib(std::uintmax_t size) {
+  const std::uintmax_t bytes = size + compressBound(size) + 18 + (264 << 10);
+  return static_cast<std::int64_t>((bytes + 1023) / 1024);
+}
+
+std::string read_file(const fs::path& path, std::uintmax_t size) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(
+      std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) throw std::system_error(errno, std::generic_category(), path);
+  std::string data(size, '\0');
+  data.resize(std::fread(data.data(), 1, size, f.get()));
+  if (std::ferror(f.get()) != 0)
+    throw std::system_error(errno, std::generic_category(), path);
+  return data;
+}
+
+void write_file(const fs::path& path, const std::string& data) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(
+      std::fopen(path.c_str(), "wb"), &std::fclose);
+  if (!f || std::fwrite(data.data(), 1, data.size(), f.get()) != data.size() ||
+      std::fclose(f.release()) != 0)
+    throw std::system_error(errno, std::generic_category(), path);
+}
+
+// gzip(in, level) returns `in` compressed in gzip format.
+std::string gzip(const std::string& in, int level) {
+  z_stream s{};
+  if (deflateInit2(&s, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK)
+    throw std::bad_alloc();
+  std::unique_ptr<z_stream, int (*)(z_stream*)> end(&s, &deflateEnd);
+  std::string out(deflateBound(&s, in.size()), '\0');
+  constexpr std::size_t step = std::size_t{1} << 30;  // avail_* are 32 bits
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    const std::size_t in_left = in.size() - s.total_in;
+    s.next_in = reinterpret_cast<const Bytef*>(in.data()) + s.total_in;
+    s.avail_in = static_cast<uInt>(std::min(in_left, step));
+    s.next_out = reinterpret_cast<Bytef*>(out.data()) + s.total_out;
+    s.avail_out = static_cast<uInt>(std::min(out.size() - s.total_out, step));
+    rc = deflate(&s, s.avail_in == in_left ? Z_FINISH : Z_NO_FLUSH);
+  }
+  if (rc != Z_STREAM_END)
+    throw std::runtime_error(std::string("zlib: ") +
+                             (s.msg != nullptr ? s.msg : "deflate failed"));
+  out.resize(s.total_out);
+  return out;
+}
+
+// The demo set: generated log lines (the same bytes on every machine), in a
+// temporary directory that is removed at exit.
+class demo_dir {
+ public:
+  demo_dir()
+      : dir_(fs::temp_directory_path() /
+             ("weighted_batch-" + std::to_string(getpid()))) {
+    struct file {
+      const char* name;
+      std::size_t size;
+    };
+    constexpr file files[] = {
+        {"readme.txt", 2 << 10},  {"notes.txt", 32 << 10},
+        {"page.html", 256 << 10}, {"app.log", 1 << 20},
+        {"metrics.csv", 4 << 20}, {"access.log", 8 << 20},
+        {"events.log", 16 << 20}, {"dump.log", 24 << 20},
+    };
+    fs::create_directories(dir_);
+    std::uint64_t seed = 1;
+    for (const file& f : files) write_file(dir_ / f.name, text(f.size, seed++));
+  }
+  ~demo_dir() {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+  demo_dir(const demo_dir&) = delete;
+  demo_dir& operator=(const demo_dir&) = delete;
+  const fs::path& path() const { return dir_; }
+
+ private:
+  static std::string text(std::size_t size, std::uint64_t seed) {
+    static const char* const level[] = {"INFO", "INFO", "INFO", "WARN",
+                                        "DEBUG"};
+    static const char* const what[] = {"GET /index.html",   "GET /api/v1/items",
+                                       "POST /login",       "cache miss",
+                                       "retrying upstream", "job finished"};
+    auto next = [&seed] {  // splitmix64
+      std::uint64_t z = (seed += 0x9e3779b97f4a7c15);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+      return z ^ (z >> 31);
+    };
+    std::string out;
+    out.reserve(size + 128);
+    char line[128];
+    for (std::uint64_t t = 0; out.size() < size; t += 1 + next() % 3) {
+      // One call of next() per statement: the order of arguments is not
+      // fixed, and the text must be the same with every compiler.
+      const auto sec = static_cast<unsigned>(t % 86400);
+      const char* const lvl = level[next() % 5];
+      const char* const msg = what[next() % 6];
+      const auto user = static_cast<unsigned>(next() % 5000);
+      const auto ms = static_cast<unsigned>(next() % 900);
+      const int n = std::snprintf(
+          line, sizeof line, "2024-05-01T%02u:%02u:%02u %-5s %s user=%u %ums\n",
+          sec / 3600, sec / 60 % 60, sec % 60, lvl, msg, user, ms);
+      out.append(line, static_cast<std::size_t>(n));
+    }
+    out.resize(size);
+    return out;
+  }
+
+  fs::path dir_;
+};
+
+// human(bytes) is bytes for people: "512 B", "2.0 KiB", "48.3 MiB".
+std::string human(double bytes) {
+  char buf[32];
+  if (bytes < 1024)
+    std::snprintf(buf, sizeof buf, "%.0f B", bytes);
+  else if (bytes < 1 << 20)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1 << 20));
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "Compress files with gzip, several at once, under a memory budget: each "
+      "job waits until its estimated memory fits."};
+  std::vector<std::string> inputs;
+  int budget_mib = 64;
+  int level = 6;
+  std::string out_dir;
+  app.add_option("path", inputs,
+                 "Files, or directories to take every file under (default: a "
+                 "generated demo set)")
+      ->check(CLI::ExistingPath);
+  app.add_option("-b,--budget", budget_mib, "Memory budget in MiB")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("-l,--level", level, "zlib compression level")
+      ->check(CLI::Range(1, 9))
+      ->capture_default_str();
+  app.add_option("-o,--out", out_dir,
+                 "Write NAME.gz files here (default: only report the sizes)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "weighted_batch: " << e.what() << '\n';
+    return 2;
+  }
+
+  std::optional<demo_dir> demo;
+  if (inputs.empty()) inputs.push_back(demo.emplace().path());
+  std::vector<job> jobs;
+  std::map<std::string, fs::path> names;  // output names must be unique
+  try {
+    for (const std::string& input : inputs) {
+      std::vector<fs::path> files;
+      if (fs::is_directory(input)) {
+        for (const auto& entry : fs::recursive_directory_iterator(input))
+          if (entry.is_regular_file()) files.push_back(entry.path());
+      } else {
+        files.emplace_back(input);
+      }
+      for (const fs::path& file : files) {
+        job j{.path = file, .name = (demo ? file.filename() : file).string()};
+        j.size = fs::file_size(file);
+        j.weight = estimate_kib(j.size);
+        auto [it, fresh] = names.emplace(file.filename(), file);
+        if (!fresh && !out_dir.empty()) {
+          std::cerr << "weighted_batch: " << it->second.string() << " and "
+                    << file.string() << " would both be written to "
+                    << (fs::path(out_dir) / file.filename()).string()
+                    << ".gz\n";
+          return 2;
+        }
+        jobs.push_back(std::move(j));
+      }
+    }
+  } catch (const fs::filesystem_error& e) {
+    std::cerr << "weighted_batch: " << e.what() << '\n';
+    return 2;
+  }
+
+  const std::int64_t budget_kib = std::int64_t{budget_mib} * 1024;
+  std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
+    return a.weight != b.weight ? a.weight > b.weight : a.name < b.name;
+  });
+  if (!jobs.empty() && jobs.front().weight > budget_kib) {
+    std::cerr << "weighted_batch: " << jobs.front().name << " needs "
+              << human(double(jobs.front().weight) * 1024)
+              << ", more than the whole --budget " << budget_mib << '\n';
+    return 2;
+  }
+  if (!out_dir.empty()) fs::create_directories(out_dir);
+
+  const auto began = std::chrono::steady_clock::now();
+  errgroup::weighted budget{budget_kib};
+  std::atomic<std::int64_t> in_use{0};
+  std::atomic<std::int64_t> peak{0};
+  errgroup::group g{errgroup::context()};  // a context group
+  g.set_limit(errgroup::scheduler::default_scheduler().max_concurrency());
+  {
+    progress_line progress([&] {
+      const auto s = g.counters();
+      return std::to_string(s.succeeded) + " of " +
+             std::to_string(jobs.size()) + " files, " +
+             std::to_string(s.running) + " running, " +
+             std::to_string(s.waiting) + " waiting; " +
+             human(double(in_use.load()) * 1024) + " of " +
+             std::to_string(budget_mib) + " MiB in use";
+    });
+    for (job& j : jobs) {
+      g.go(budget, j.weight,
+           [&j, &in_use, &peak, &out_dir, level](const errgroup::context& ctx) {
+             const std::int64_t now = in_use += j.weight;
+             for (std::int64_t p = peak;
+                  p < now && !peak.compare_exchange_weak(p, now);) {
+             }
+             struct done {
+               std::atomic<std::int64_t>& in_use;
+               std::int64_t weight;
+               ~done() { in_use -= weight; }
+             } leave{in_use, j.weight};
+
+             const std::string data = read_file(j.path, j.size);
+             if (ctx.cancelled()) return ctx.err();
+             const std::string packed = gzip(data, level);
+             j.packed = packed.size();
+             if (!out_dir.empty())
+               write_file(
+                   fs::path(out_dir) / (j.path.filename().string() + ".gz"),
+                   packed);
+             return errgroup::error();
+           });
+    }
+    if (errgroup::error err = g.wait()) {
+      std::cerr << "weighted_batch: " << err.message() << '\n';
+      return 1;
+    }
+  }
+  const std::chrono::duration<double> took =
+      std::chrono::steady_clock::now() - began;
+
+  std::sort(jobs.begin(), jobs.end(),
+            [](const job& a, const job& b) { return a.name < b.name; });
+  double total_in = 0;
+  double total_out = 0;
+  for (const job& j : jobs) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%-12s %9s -> %9s  weight %9s",
+                  j.name.c_str(), human(double(j.size)).c_str(),
+                  human(double(j.packed)).c_str(),
+                  human(double(j.weight) * 1024).c_str());
+    std::cout << line << '\n';
+    total_in += double(j.size);
+    total_out += double(j.packed);
+  }
+  char line[256];
+  std::snprintf(line, sizeof line, "%zu files, %s -> %s (%.1f%%) in %.2f s",
+                jobs.size(), human(total_in).c_str(), human(total_out).c_str(),
+                total_in > 0 ? 100 * total_out / total_in : 0.0, took.count());
+  std::cout << line << '\n';
+  std::cout << "budget " << budget_mib << " MiB: peak in use "
+            << human(double(peak.load()) * 1024) << ", never above it\n";
+  if (peak.load() > budget_kib) {
+    std::cerr << "weighted_batch: the budget was exceeded\n";
+    return 1;
+  }
+}

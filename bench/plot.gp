@@ -1,7 +1,7 @@
 # bench/plot.gp: plot.png from the .dat files report.py writes. Run by
 # bench/run.sh as: gnuplot -e "dir='OUT_DIR'" bench/plot.gp
 load dir.'/plot_targets.gp'
-set terminal pngcairo size 1600,1150 font "DejaVu Sans,11" noenhanced
+set terminal pngcairo size 1600,1200 font "DejaVu Sans,11" noenhanced
 set output dir.'/plot.png'
 set datafile missing '?'
 set style data histogram
@@ -17,13 +17,15 @@ off(j, n) = (j - (n - 1) / 2.0) / (n + 1.0)
 fmtv(v) = v >= 100 ? sprintf('%.0f', v) : v >= 10 ? sprintf('%.1f', v) : sprintf('%.2f', v)
 
 # 1. spawn
-set title "1. spawn+wait, 1M empty tasks: ns per task (lower is better)"
-set ylabel "ns / task"
+set title "1. spawn+wait, 1M empty tasks, per task (lower is better)".spawn_note
+set key top right
+set ylabel spawn_metric
 set yrange [0:*]
+set offsets 0, 0, graph 0.22, 0
 unset logscale y
 set xrange [-0.6:n_spawn - 0.4]
 plot dir.'/plot_spawn.dat' using 2:xtic(1) title 'C++ errgroup / baseline' lc rgb '#1f77b4', \
-     '' using 3 title 'Go P2 (mean of runs A, B)' lc rgb '#bbbbbb', \
+     '' using 3 title 'Go P2 wall (mean of runs A, B)' lc rgb '#bbbbbb', \
      '' using ($0 + off(0, 2)):2:(fmtv($2)) with labels offset 0,0.7 notitle, \
      '' using ($0 + off(1, 2)):3:(fmtv($3)) with labels offset 0,0.7 notitle, \
      tbb_ns * 1.15 with lines dt 2 lw 2 lc rgb '#d62728' title 'target: 1.15 x raw tbb::task_group', \
@@ -31,8 +33,10 @@ plot dir.'/plot_spawn.dat' using 2:xtic(1) title 'C++ errgroup / baseline' lc rg
 
 # 2. map
 set xtics rotate by -15
-set title "2. map 2^20 x 200 FLOP-pairs: speedup over sequential (higher is better)"
+set key top left
+set title "2. map, 2^20 doubles x 200: speedup over sequential (higher is better)".map_note
 set ylabel "speedup (x)"
+set offsets 0, 0, 0, 0
 set yrange [0:2.4]
 set xrange [-0.6:n_map - 0.4]
 plot dir.'/plot_map.dat' using 2:xtic(1) title 'C++' lc rgb '#2ca02c', \
@@ -44,7 +48,8 @@ plot dir.'/plot_map.dat' using 2:xtic(1) title 'C++' lc rgb '#2ca02c', \
 
 set xtics norotate
 # 3. cancel
-set title "3. cancellation, 10k tasks, #100 fails: failure -> wait() returns (lower is better)"
+set title "3. cancellation, 10k tasks, #100 fails: failure -> wait() (lower is better)".cancel_note
+set key top right
 set ylabel "microseconds (log)"
 set logscale y
 set yrange [1:30000]
@@ -56,8 +61,9 @@ plot dir.'/plot_cancel.dat' using 2:xtic(1) title 'C++ errgroup' lc rgb '#9467bd
      500 with lines dt 2 lw 2 lc rgb '#d62728' title 'target: 500 us'
 
 # 4. semaphore
-set title "4. semaphore: ns per acquire+release pair (lower is better)"
-set ylabel "ns / pair (log)"
+set title "4. semaphore, per acquire+release pair (lower is better)".sem_note
+set key top left
+set ylabel sem_metric." (log)"
 set logscale y
 set yrange [5:*]
 set xrange [-0.6:n_sem - 0.4]

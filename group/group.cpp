@@ -159,7 +159,6 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
               ? detail::choose_wait(/*may_queue=*/false, may_help && !own)
           : own ? detail::wait_kind::queue
                 : detail::choose_wait(/*may_queue=*/true, may_help);
-      waiting_.fetch_add(1, std::memory_order_relaxed);
       if (kind == detail::wait_kind::queue) {
         t.waiting_at_ = g;
         t.waiter_.reset(n);
@@ -168,6 +167,7 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
           t.cancel_cb_.emplace(node_->stop_source().get_token(),
                                detail::task_base::canceller{&t});
         if (!g->take_or_enqueue(t.waiter_)) {
+          waiting_.fetch_add(1, std::memory_order_relaxed);
           // Queued. A cancellation that came before the enqueue found
           // nothing to remove: remove it now.
           if (has_context_ && node_->cancelled() && g->cancel(t.waiter_))
@@ -181,31 +181,28 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
         if (g->take_or_enqueue(w)) {
           w.done_.release();
         } else {
+          waiting_.fetch_add(1, std::memory_order_relaxed);
           std::stop_callback cb(stop(), [&]() noexcept {
             if (g->cancel(w)) w.wake();
           });
           detail::run_in_arena(*sched_, this, [&] {
             tbb::detail::d1::wait(w.done_, node_->tbb_context());
           });
-        }
-        if (w.outcome() != detail::waiter::granted) {
           waiting_.fetch_sub(1, std::memory_order_relaxed);
-          return give_up();
         }
+        if (w.outcome() != detail::waiter::granted) return give_up();
       } else {
         detail::blocking_waiter w(n, kind);
         if (!g->take_or_enqueue(w)) {
+          waiting_.fetch_add(1, std::memory_order_relaxed);
           std::stop_callback cb(stop(), [&]() noexcept {
             if (g->cancel(w)) w.wake();
           });
           w.block();
-        }
-        if (w.outcome() != detail::waiter::granted) {
           waiting_.fetch_sub(1, std::memory_order_relaxed);
-          return give_up();
         }
+        if (w.outcome() != detail::waiter::granted) return give_up();
       }
-      waiting_.fetch_sub(1, std::memory_order_relaxed);
     }
     (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
     if ((has_context_ && node_->cancelled()) ||
@@ -382,16 +379,20 @@ void group::record(error e) noexcept {
       // Out of memory: the first error below is still kept.
     }
   }
-  if (!has_error_.load(std::memory_order_acquire)) {
+  error first;
+  {
     std::lock_guard lock(mu_);
     if (!first_) {
-      first_ = e;
+      first_ = std::move(e);
       has_error_.store(true, std::memory_order_release);
     }
+    first = first_;
   }
   if (has_context_) {
+    // Every failing task cancels with the first error, so the context's
+    // cause() is the error wait() returns whichever cancel lands first.
     auto n = node_;  // cancelling may end the group's life; keep the node
-    n->cancel(detail::cancelled_sentinel(), e);
+    n->cancel(detail::cancelled_sentinel(), first);
   }
 }
 
@@ -425,7 +426,7 @@ group::stats group::counters() const noexcept {
   s.submitted = hot_.submitted.load(std::memory_order_relaxed);
   const std::int64_t active = hot_.active.load(std::memory_order_relaxed);
   s.running = run_.running.load(std::memory_order_relaxed);
-  s.waiting = waiting_.load(std::memory_order_relaxed);
+  s.waiting = std::max<std::int64_t>(0, waiting_.load(std::memory_order_relaxed));
   s.failed = failed_.load(std::memory_order_relaxed);
   s.skipped = skipped_.load(std::memory_order_relaxed);
   s.peak = run_.peak.load(std::memory_order_relaxed);

@@ -93,7 +93,7 @@
 #include <utility>
 #include <vector>
 
-#include "progress.hpp"
+#include "common.hpp"
 
 namespace {
 

@@ -13,12 +13,14 @@ what it prints (stdout, then stderr) and, when it does not exit with 0, by
   //   5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  a.txt
   //   ...
 
-Example N (1-based, in file order; SOURCE must have COUNT) runs with bash, one command at a time, in
+Example N (1-based, in file order) runs with bash, one command at a time, in
 a fresh SCRATCH directory, with the samples' DIR first on PATH and LC_ALL=C.
-Every line must match its expected line; `...` in an expected line matches
-any text. With --serve, an example that mentions `{url}` starts SCRIPT (python3)
-first; it prints its base address on its first line and is stopped at the
-end. That address stands in for `{url}` in the commands and in the output.
+SOURCE must have COUNT examples, so that each has its test. Every line must
+match its expected line; `...` in an expected line matches any text.
+
+With --serve, an example that mentions `{url}` first starts SCRIPT (python3):
+it prints its base address on its first line and is stopped at the end. That
+address stands in for `{url}` in the commands and in the output.
 """
 import argparse
 import os

@@ -62,7 +62,6 @@
 //   $ parallel_map --help | head -n 1
 //   Hash every file under DIR with SHA-256, at most --jobs at once, then ...
 #include <openssl/evp.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -82,7 +81,7 @@
 #include <system_error>
 #include <vector>
 
-#include "progress.hpp"
+#include "common.hpp"
 
 namespace fs = std::filesystem;
 
@@ -140,51 +139,31 @@ std::vector<std::string> files(const fs::path& root) {
   return names;
 }
 
-// The generated tree: files from 0 B to 8 MiB of pseudo-random bytes (the
-// same on every machine), in a temporary directory removed at exit.
-class demo_tree {
- public:
-  demo_tree()
-      : dir_(fs::temp_directory_path() /
-             ("parallel_map-" + std::to_string(getpid()))) {
-    struct file {
-      const char* name;
-      std::size_t size;
-    };
-    constexpr file tree[] = {
-        {"empty", 0},        {"tiny", 100},         {"1k", 1 << 10},
-        {"a/4k", 4 << 10},   {"a/64k", 64 << 10},   {"a/b/1m", 1 << 20},
-        {"a/b/4m", 4 << 20}, {"c/256k", 256 << 10}, {"c/8m", 8 << 20},
-        {"c/d/2m", 2 << 20}, {"c/d/3m", 3 << 20},   {"c/d/e/5m", 5 << 20},
-    };
-    std::uint64_t seed = 0;
-    for (const file& f : tree) {
-      const fs::path path = dir_ / f.name;
-      fs::create_directories(path.parent_path());
-      std::vector<std::uint64_t> words((f.size + 7) / 8);
-      for (std::uint64_t& w : words) {  // splitmix64
-        std::uint64_t z = (seed += 0x9e3779b97f4a7c15);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-        w = z ^ (z >> 31);
-      }
-      file_ptr out(std::fopen(path.c_str(), "wb"), &std::fclose);
-      if (!out || (f.size > 0 &&
-                   std::fwrite(words.data(), 1, f.size, out.get()) != f.size))
-        throw std::system_error(errno, std::generic_category(), path);
-    }
+// write_demo_tree(dir) writes the generated tree: files from 0 B to 8 MiB
+// of pseudo-random bytes.
+void write_demo_tree(const fs::path& dir) {
+  struct file {
+    const char* name;
+    std::size_t size;
+  };
+  constexpr file tree[] = {
+      {"empty", 0},        {"tiny", 100},         {"1k", 1 << 10},
+      {"a/4k", 4 << 10},   {"a/64k", 64 << 10},   {"a/b/1m", 1 << 20},
+      {"a/b/4m", 4 << 20}, {"c/256k", 256 << 10}, {"c/8m", 8 << 20},
+      {"c/d/2m", 2 << 20}, {"c/d/3m", 3 << 20},   {"c/d/e/5m", 5 << 20},
+  };
+  splitmix64 next(0);
+  for (const file& f : tree) {
+    const fs::path path = dir / f.name;
+    fs::create_directories(path.parent_path());
+    std::vector<std::uint64_t> words((f.size + 7) / 8);
+    for (std::uint64_t& w : words) w = next();
+    file_ptr out(std::fopen(path.c_str(), "wb"), &std::fclose);
+    if (!out || (f.size > 0 &&
+                 std::fwrite(words.data(), 1, f.size, out.get()) != f.size))
+      throw std::system_error(errno, std::generic_category(), path);
   }
-  ~demo_tree() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  demo_tree(const demo_tree&) = delete;
-  demo_tree& operator=(const demo_tree&) = delete;
-  const fs::path& path() const { return dir_; }
-
- private:
-  fs::path dir_;
-};
+}
 
 // The CPU-bound function: how many steps n takes to reach 1 in the Collatz
 // sequence (n -> n / 2 or 3n + 1).
@@ -192,17 +171,6 @@ std::uint32_t collatz_steps(std::uint64_t n) {
   std::uint32_t steps = 0;
   for (; n != 1; ++steps) n = n % 2 == 0 ? n / 2 : 3 * n + 1;
   return steps;
-}
-
-std::string human(double bytes) {
-  char buf[32];
-  if (bytes < 1024)
-    std::snprintf(buf, sizeof buf, "%.0f B", bytes);
-  else if (bytes < 1 << 20)
-    std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024);
-  else
-    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1 << 20));
-  return buf;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -236,13 +204,18 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::optional<demo_tree> demo;
-  const fs::path root = dir.empty() ? demo.emplace().path() : fs::path(dir);
+  std::optional<temp_dir> demo;
+  fs::path root = dir;
   std::vector<std::string> names;
   try {
+    if (dir.empty()) {
+      root = demo.emplace("parallel_map").path();
+      write_demo_tree(root);
+    }
     names = files(root);
   } catch (const fs::filesystem_error& e) {
-    std::cerr << "parallel_map: " << e.what() << '\n';
+    std::cerr << "parallel_map: " << e.path1().string() << ": "
+              << e.code().message() << '\n';
     return 1;
   }
 

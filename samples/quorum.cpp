@@ -7,13 +7,14 @@
 // so the blob is either there whole or not at all. A write that is cancelled
 // or fails removes its temporary file: no partial file is left behind.
 // errgroup::quorum(ctx, n, k, f) runs the n writes at once and returns when k
-// succeeded or when more than n - k failed ("what if 3 of 5 fail before 3
-// succeed?": it fails then, without waiting for the rest). Either way it
-// cancels the writes still running and waits for them to clean up.
+// succeeded or when more than n - k failed: with 3 of 5 needed it fails at
+// the third failure, waiting neither for a fourth nor for the slow replicas.
+// Either way it cancels the writes still running and waits for them to clean
+// up.
 //
 // The writes block in write() and fsync(), so they run on a scheduler of
-// their own with a thread per replica (errgroup::scheduler io{n}), not on the
-// default one, whose threads are for CPU work.
+// their own with a thread per replica, up to 64 (errgroup::scheduler io{n}),
+// not on the default one, whose threads are for CPU work.
 //
 // --slow I=SECONDS makes replica I wait that long after writing its data and
 // before its fsync, as a slow disk would (it stops waiting when cancelled).
@@ -73,6 +74,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -81,11 +84,14 @@
 #include <errgroup/errgroup.hpp>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include "common.hpp"
 
 namespace fs = std::filesystem;
 using seconds = std::chrono::duration<double>;
@@ -142,21 +148,20 @@ void write_replica(const errgroup::context& ctx, const replica& r,
   ctx.err().throw_if();  // the last chance to give up: then the blob is there
   if (::rename(tmp.c_str(), (r.dir / name).c_str()) != 0) fail(dir);
   file.renamed = true;
+  // fsync the directory too, which makes the rename durable.
   const int d = ::open(r.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d < 0 || ::fsync(d) != 0) fail(dir);  // makes the rename durable
-  ::close(d);
+  const bool synced = d >= 0 && ::fsync(d) == 0;
+  const int saved = errno;
+  if (d >= 0) ::close(d);
+  errno = saved;
+  if (!synced) fail(dir);
 }
 
 // A blob of pseudo-random bytes, the same on every machine.
 std::string demo_blob(std::size_t size) {
   std::string blob(size, '\0');
-  std::uint64_t seed = 42;
-  for (char& c : blob) {  // splitmix64, one byte per step: small and plain
-    std::uint64_t z = (seed += 0x9e3779b97f4a7c15);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-    c = static_cast<char>((z ^ (z >> 31)) & 0xff);
-  }
+  splitmix64 next(42);
+  for (char& c : blob) c = static_cast<char>(next() & 0xff);
   return blob;
 }
 
@@ -191,18 +196,16 @@ int main(int argc, char** argv) {
   }
 
   // With no DIR: the demo's replicas, in a temporary directory.
-  std::optional<fs::path> demo;
+  std::optional<temp_dir> demo;
   if (dirs.empty()) {
-    demo = fs::temp_directory_path() / ("quorum-" + std::to_string(getpid()));
+    demo.emplace("quorum");
     for (const char* r : {"r0", "r1", "r2", "r3", "r4"}) dirs.push_back(r);
     if (slow_args.empty()) slow_args = {"3=5", "4=5"};
   }
   const std::size_t n = dirs.size();
   std::vector<replica> replicas;
-  for (const std::string& dir : dirs) {
-    replicas.push_back({demo ? *demo / dir : fs::path(dir), dir});
-    if (demo) fs::create_directories(replicas.back().dir);
-  }
+  for (const std::string& dir : dirs)
+    replicas.push_back({demo ? demo->path() / dir : fs::path(dir), dir});
   if (k == 0) k = n / 2 + 1;
   if (k > n) {
     std::cerr << "quorum: --quorum " << k << " is more than the " << n
@@ -225,35 +228,50 @@ int main(int argc, char** argv) {
   }
   std::string blob = demo_blob(1 << 20);
   if (!input.empty()) {
-    std::FILE* f = std::fopen(input.c_str(), "rb");
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(
+        std::fopen(input.c_str(), "rb"), &std::fclose);
     blob.resize(fs::file_size(input));
-    if (f == nullptr ||
-        std::fread(blob.data(), 1, blob.size(), f) != blob.size()) {
+    if (!f || std::fread(blob.data(), 1, blob.size(), f.get()) != blob.size()) {
       std::cerr << "quorum: " << input << ": cannot read\n";
       return 2;
     }
-    std::fclose(f);
+  }
+  if (demo) {
+    for (const replica& r : replicas) fs::create_directories(r.dir);
   }
 
   // Each write records how it ended in its own slot: written, failed (with
   // its error), or cancelled (also when it never started).
   std::vector<std::string> outcome(n, "cancelled");
+  std::atomic<std::size_t> written{0};
+  std::atomic<std::size_t> failed{0};
+  std::optional<progress_line> progress;
+  progress.emplace([&] {  // quorum() keeps its group to itself: own counts
+    return std::to_string(written.load()) + " written of the " +
+           std::to_string(k) + " needed, " + std::to_string(failed.load()) +
+           " failed (" + std::to_string(n - k + 1) + " would fail the quorum)";
+  });
   const auto began = std::chrono::steady_clock::now();
-  errgroup::scheduler io{static_cast<int>(n)};
+  errgroup::scheduler io{static_cast<int>(std::min<std::size_t>(n, 64))};
   auto result = errgroup::quorum(
       errgroup::context(), n, k,
       [&](const errgroup::context& ctx, std::size_t i) {
         try {
           write_replica(ctx, replicas[i], i, name, blob);
           outcome[i] = "written";
+          ++written;
         } catch (...) {
           errgroup::error e(std::current_exception());
-          if (!e.is<errgroup::cancelled_error>()) outcome[i] = e.message();
+          if (!e.is<errgroup::cancelled_error>()) {
+            outcome[i] = e.message();
+            ++failed;
+          }
           throw;
         }
       },
       io);
   const seconds took = std::chrono::steady_clock::now() - began;
+  progress.reset();
 
   for (std::size_t i = 0; i < n; ++i) {
     const std::string& label = replicas[i].label;
@@ -262,7 +280,6 @@ int main(int argc, char** argv) {
     else
       std::cout << label << ": " << outcome[i] << '\n';
   }
-  if (demo) fs::remove_all(*demo);
   if (result.err) {
     std::cerr << result.err.message() << '\n';  // "quorum: 1 of 5 succeeded..."
     return 1;

@@ -10,7 +10,7 @@
 // so a big job is never starved by small ones. The group's limit (one task
 // per core) keeps jobs from holding budget while they wait for a thread. The
 // first error (an unreadable file, an unwritable output) cancels the jobs that
-// have not started yet (errgroup::with_context); they never run.
+// have not started yet (the group is a context group); they never run.
 //
 // While jobs run, each adds its weight to a counter of the memory in use and
 // takes it off before it returns: the peak of that counter is printed, and
@@ -46,10 +46,10 @@
 //
 // A job that can never fit is refused before anything starts:
 //   $ weighted_batch --budget 16
-//   weighted_batch: dump.log needs 48.3 MiB, more than the whole --budget 16
+//   weighted_batch: dump.log needs 48.3 MiB, more than the --budget of 16 MiB
 //   [exit 2]
 //
-// A job that fails stops the batch:
+// A job that fails fails the batch (jobs not started by then never run):
 //   $ mkdir -p gz/zeros.bin.gz && head -c 3000000 /dev/zero > zeros.bin
 //   $ weighted_batch --out gz zeros.bin
 //   weighted_batch: gz/zeros.bin.gz: Is a directory
@@ -65,7 +65,6 @@
 //   $ weighted_batch --help | head -n 1
 //   Compress files with gzip, several at once, under a memory budget: ...
 #define ZLIB_CONST
-#include <unistd.h>
 #include <zlib.h>
 
 #include <CLI/CLI.hpp>
@@ -85,7 +84,7 @@
 #include <system_error>
 #include <vector>
 
-#include "progress.hpp"
+#include "common.hpp"
 
 namespace fs = std::filesystem;
 
@@ -151,81 +150,44 @@ std::string gzip(const std::string& in, int level) {
   return out;
 }
 
-// The demo set: generated log lines (the same bytes on every machine), in a
-// temporary directory that is removed at exit.
-class demo_dir {
- public:
-  demo_dir()
-      : dir_(fs::temp_directory_path() /
-             ("weighted_batch-" + std::to_string(getpid()))) {
-    struct file {
-      const char* name;
-      std::size_t size;
-    };
-    constexpr file files[] = {
-        {"readme.txt", 2 << 10},  {"notes.txt", 32 << 10},
-        {"page.html", 256 << 10}, {"app.log", 1 << 20},
-        {"metrics.csv", 4 << 20}, {"access.log", 8 << 20},
-        {"events.log", 16 << 20}, {"dump.log", 24 << 20},
-    };
-    fs::create_directories(dir_);
-    std::uint64_t seed = 1;
-    for (const file& f : files) write_file(dir_ / f.name, text(f.size, seed++));
-  }
-  ~demo_dir() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  demo_dir(const demo_dir&) = delete;
-  demo_dir& operator=(const demo_dir&) = delete;
-  const fs::path& path() const { return dir_; }
-
- private:
-  static std::string text(std::size_t size, std::uint64_t seed) {
-    static const char* const level[] = {"INFO", "INFO", "INFO", "WARN",
-                                        "DEBUG"};
-    static const char* const what[] = {"GET /index.html",   "GET /api/v1/items",
+// write_demo_set(dir) writes the demo set: generated log lines.
+void write_demo_set(const fs::path& dir) {
+  struct file {
+    const char* name;
+    std::size_t size;
+  };
+  constexpr file files[] = {
+      {"readme.txt", 2 << 10},  {"notes.txt", 32 << 10},
+      {"page.html", 256 << 10}, {"app.log", 1 << 20},
+      {"metrics.csv", 4 << 20}, {"access.log", 8 << 20},
+      {"events.log", 16 << 20}, {"dump.log", 24 << 20},
+  };
+  static const char* const levels[] = {"INFO", "INFO", "INFO", "WARN", "DEBUG"};
+  static const char* const events[] = {"GET /index.html",   "GET /api/v1/items",
                                        "POST /login",       "cache miss",
                                        "retrying upstream", "job finished"};
-    auto next = [&seed] {  // splitmix64
-      std::uint64_t z = (seed += 0x9e3779b97f4a7c15);
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-      return z ^ (z >> 31);
-    };
-    std::string out;
-    out.reserve(size + 128);
+  std::uint64_t seed = 1;
+  for (const file& f : files) {
+    splitmix64 next(seed++);
+    std::string text;
+    text.reserve(f.size + 128);
     char line[128];
-    for (std::uint64_t t = 0; out.size() < size; t += 1 + next() % 3) {
-      // One call of next() per statement: the order of arguments is not
-      // fixed, and the text must be the same with every compiler.
+    for (std::uint64_t t = 0; text.size() < f.size; t += 1 + next() % 3) {
+      // One call of next() per statement: the order in which arguments are
+      // evaluated is not fixed, and the text must not depend on the compiler.
       const auto sec = static_cast<unsigned>(t % 86400);
-      const char* const lvl = level[next() % 5];
-      const char* const msg = what[next() % 6];
+      const char* const level = levels[next() % 5];
+      const char* const event = events[next() % 6];
       const auto user = static_cast<unsigned>(next() % 5000);
       const auto ms = static_cast<unsigned>(next() % 900);
       const int n = std::snprintf(
           line, sizeof line, "2024-05-01T%02u:%02u:%02u %-5s %s user=%u %ums\n",
-          sec / 3600, sec / 60 % 60, sec % 60, lvl, msg, user, ms);
-      out.append(line, static_cast<std::size_t>(n));
+          sec / 3600, sec / 60 % 60, sec % 60, level, event, user, ms);
+      text.append(line, static_cast<std::size_t>(n));
     }
-    out.resize(size);
-    return out;
+    text.resize(f.size);
+    write_file(dir / f.name, text);
   }
-
-  fs::path dir_;
-};
-
-// human(bytes) is bytes for people: "512 B", "2.0 KiB", "48.3 MiB".
-std::string human(double bytes) {
-  char buf[32];
-  if (bytes < 1024)
-    std::snprintf(buf, sizeof buf, "%.0f B", bytes);
-  else if (bytes < 1 << 20)
-    std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024);
-  else
-    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1 << 20));
-  return buf;
 }
 
 }  // namespace
@@ -259,11 +221,15 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::optional<demo_dir> demo;
-  if (inputs.empty()) inputs.push_back(demo.emplace().path());
+  std::optional<temp_dir> demo;
   std::vector<job> jobs;
   std::map<std::string, fs::path> names;  // output names must be unique
   try {
+    if (inputs.empty()) {
+      demo.emplace("weighted_batch");
+      write_demo_set(demo->path());
+      inputs.push_back(demo->path());
+    }
     for (const std::string& input : inputs) {
       std::vector<fs::path> files;
       if (fs::is_directory(input)) {
@@ -287,8 +253,10 @@ int main(int argc, char** argv) {
         jobs.push_back(std::move(j));
       }
     }
+    if (!out_dir.empty()) fs::create_directories(out_dir);
   } catch (const fs::filesystem_error& e) {
-    std::cerr << "weighted_batch: " << e.what() << '\n';
+    std::cerr << "weighted_batch: " << e.path1().string() << ": "
+              << e.code().message() << '\n';
     return 2;
   }
 
@@ -299,10 +267,9 @@ int main(int argc, char** argv) {
   if (!jobs.empty() && jobs.front().weight > budget_kib) {
     std::cerr << "weighted_batch: " << jobs.front().name << " needs "
               << human(double(jobs.front().weight) * 1024)
-              << ", more than the whole --budget " << budget_mib << '\n';
+              << ", more than the --budget of " << budget_mib << " MiB\n";
     return 2;
   }
-  if (!out_dir.empty()) fs::create_directories(out_dir);
 
   const auto began = std::chrono::steady_clock::now();
   errgroup::weighted budget{budget_kib};
@@ -371,10 +338,10 @@ int main(int argc, char** argv) {
                 jobs.size(), human(total_in).c_str(), human(total_out).c_str(),
                 total_in > 0 ? 100 * total_out / total_in : 0.0, took.count());
   std::cout << line << '\n';
-  std::cout << "budget " << budget_mib << " MiB: peak in use "
-            << human(double(peak.load()) * 1024) << ", never above it\n";
   if (peak.load() > budget_kib) {
     std::cerr << "weighted_batch: the budget was exceeded\n";
     return 1;
   }
+  std::cout << "budget " << budget_mib << " MiB: peak in use "
+            << human(double(peak.load()) * 1024) << ", never above it\n";
 }

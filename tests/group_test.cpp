@@ -156,7 +156,7 @@ void check_accounting(const errgroup::group::stats& c, std::int64_t invoked) {
 
 // Who calls go() while the group is at its limit.
 enum class producer {
-  external_thread,  // a std::jthread: blocks, helping run the group's tasks
+  external_thread,  // a std::jthread: blocks (helps, on the default scheduler)
   worker_thread,    // a task of another group: suspended (or queued)
   own_task,         // a task of the same group: queued, go() returns
 };
@@ -742,12 +742,10 @@ TEST_SUITE("group.limit") {
   TEST_CASE(
       "waiting go calls from external threads are served first come first "
       "served") {
-    // Library bug: with more external threads waiting in go() than the arena
-    // has slots (threads + 1), the thread granted a slot cannot re-enter the
-    // arena to spawn its task and every waiter hangs; see the skipped
-    // group.deadlock case. Until that is fixed, queue one waiter per slot.
+    // More waiters than the arena has slots (threads + 1): see the
+    // group.deadlock case about external producers.
     for (int threads : thread_counts)
-      check_fifo(producer::external_thread, threads, threads + 1);
+      check_fifo(producer::external_thread, threads, 5);
   }
 
   TEST_CASE(
@@ -866,24 +864,34 @@ TEST_SUITE("group.cancel") {
   }
 
   TEST_CASE("the recorded first error is the derived context's cause") {
+    // Many rounds of concurrent failures: the error wait() returns and the
+    // context's cause must be the same object every time (Go cancels inside
+    // the errOnce that records the error).
     constexpr int tasks = 64;
+    constexpr int rounds = 2000;
     for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
-      auto [g, ctx] = errgroup::with_context(errgroup::context(), s);
-      std::atomic<int> invoked{0};
-      for (int i = 0; i < tasks; ++i)
-        g.go([&invoked, i] {
-          invoked.fetch_add(1);
-          return errgroup::make_error<std::runtime_error>("group_test: task " +
-                                                          std::to_string(i));
-        });
-      const error e = g.wait();
-      REQUIRE(e);
-      CHECK(ctx.cause() == e);
-      const auto c = g.counters();
-      CHECK(c.failed == invoked.load());
-      check_accounting(c, invoked.load());
+      int mismatches = 0;
+      int bad_accounting = 0;
+      for (int round = 0; round < rounds; ++round) {
+        auto [g, ctx] = errgroup::with_context(errgroup::context(), s);
+        std::atomic<int> invoked{0};
+        for (int i = 0; i < tasks; ++i)
+          g.go([&invoked, i] {
+            invoked.fetch_add(1);
+            return errgroup::make_error<std::runtime_error>(
+                "group_test: task " + std::to_string(i));
+          });
+        const error e = g.wait();
+        if (!e || !(ctx.cause() == e)) ++mismatches;
+        const auto c = g.counters();
+        if (c.failed != invoked.load() ||
+            c.skipped + invoked.load() != c.submitted)
+          ++bad_accounting;
+      }
+      CHECK(mismatches == 0);
+      CHECK(bad_accounting == 0);
     }
   }
 
@@ -1391,8 +1399,7 @@ TEST_SUITE("group.deadlock") {
     }
   }
 
-  TEST_CASE(
-      "an external producer at the limit helps run the group and completes") {
+  TEST_CASE("an external producer at the limit of a group completes") {
     constexpr int tasks = 300;
     for (int threads : thread_counts) {
       errgroup::scheduler s{threads};
@@ -1411,7 +1418,8 @@ TEST_SUITE("group.deadlock") {
   }
 
   TEST_CASE(
-      "worker producers at the limit of a group on their own arena complete") {
+      "worker producers at the limit of a group on the same scheduler "
+      "complete") {
     constexpr int producers = 2;
     constexpr int tasks = 150;  // per producer
     for (int threads : thread_counts) {
@@ -1487,11 +1495,10 @@ TEST_SUITE("group.deadlock") {
     }
   }
 
-  // Library bug, reported: each external thread waiting in go() helps inside
-  // the arena and so holds an arena slot (threads + 1 of them); once more
-  // threads wait than there are slots, the one granted a slot cannot re-enter
-  // the arena to spawn its task, and nobody can run it. Skipped so the suite
-  // completes; run it with --no-skip.
+  // Regression: external threads waiting in go() used to help inside an
+  // owned arena and so hold its slots (threads + 1 of them); with more
+  // waiters than slots, the one granted a slot could not re-enter the arena
+  // to spawn its task, and every waiter hung.
   TEST_CASE(
       "more external producers waiting at the limit than the arena has slots "
       "complete") {
@@ -1546,12 +1553,34 @@ TEST_SUITE("group.deadlock") {
     check_accounting(c, n + limit);
   }
 
-  // Library bug, reported: scheduler(n) promises n threads of its own, but
-  // the process-wide oneTBB worker limit is raised to the largest live
-  // scheduler's need only (and not at all for n + 1 <= cores), so two
-  // schedulers alive at once share too few workers: while a's threads are
-  // blocked, b gets none and its task never runs. Skipped so the suite
-  // completes; run it with --no-skip.
+  TEST_CASE(
+      "external producers at the limit of a group on the default scheduler "
+      "complete") {
+    constexpr int producers = 6;
+    constexpr int tasks = 50;  // per producer
+    for (int limit : {1, 2, 3}) {
+      CAPTURE(limit);
+      errgroup::group g;  // the default scheduler: waiting threads help
+      g.set_limit(limit);
+      std::atomic<int> ran{0};
+      {
+        std::vector<std::jthread> ts;
+        for (int p = 0; p < producers; ++p)
+          ts.emplace_back([&] {
+            for (int i = 0; i < tasks; ++i) g.go([&] { ran.fetch_add(1); });
+          });
+      }
+      CHECK_FALSE(g.wait());
+      CHECK(ran.load() == producers * tasks);
+      CHECK(g.counters().peak <= limit);
+      check_accounting(g.counters(), producers * tasks);
+    }
+  }
+
+  // Regression: scheduler(n) promises n threads of its own, but the
+  // process-wide oneTBB worker limit used to be raised to the largest live
+  // scheduler's need only (and not at all for n + 1 <= cores), so while a's
+  // threads were blocked, b got no worker and its task never ran.
   TEST_CASE("a group runs while another scheduler's threads are all blocked") {
     for (int threads : thread_counts) {
       CAPTURE(threads);

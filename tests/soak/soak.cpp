@@ -11,6 +11,9 @@
 //   ERRGROUP_SOAK_HANG_SECONDS  watchdog: no progress for this long fails
 //                               the run (default 60)
 //   ERRGROUP_SOAK_GDB=1         on a hang, also print every thread's stack
+//   ERRGROUP_SOAK_SCHEDULER=K   focus: every round on scheduler K (0: 1
+//                               thread, 1: 2, 2: 4, 3: the default one)
+//   ERRGROUP_SOAK_NESTED=N      focus: tasks nest a group 1 in N times
 //
 // One operation is one go() / try_go() / go(sem, n, f) / try_go(sem, n, f) /
 // go_until() call, from the main thread or from a task. Rounds follow each
@@ -116,7 +119,9 @@ struct run_state {
   std::int64_t first_round = 0;
   int hang_seconds = 60;
   bool verbose = false;
-  bool inject_hang = false;  // self-test of the watchdog
+  bool inject_hang = false;         // self-test of the watchdog
+  int force_scheduler = -1;         // 0-3: every round on that scheduler
+  std::uint32_t nested_one_in = 0;  // >0: every round nests this often
   std::atomic<std::int64_t> round{0};
   std::atomic<std::int64_t> ops{0};
   std::atomic<std::int64_t> progress{0};  // bumped by every op and task end
@@ -281,6 +286,7 @@ struct gstate {
   errgroup::error first_result;           // the first error wait() returned
   std::atomic<std::int64_t> self_ops{0};
 
+  task_record& rec(int id) { return records[static_cast<std::size_t>(id)]; }
   int new_id() {
     const int id = next_id.fetch_add(1, std::memory_order_relaxed);
     return id < cap ? id : -1;
@@ -375,7 +381,7 @@ struct task_fn {
                  "task %d of group #%llu destroyed after its group (now #%llu)",
                  id, static_cast<unsigned long long>(serial),
                  static_cast<unsigned long long>(s->serial));
-      if (s->records[id].dropped.fetch_add(1, std::memory_order_relaxed) != 0)
+      if (s->rec(id).dropped.fetch_add(1, std::memory_order_relaxed) != 0)
         fail("%s: task %d destroyed uninvoked twice", s->label, id);
     }
   }
@@ -388,7 +394,7 @@ struct task_fn {
                id, action_name(what), static_cast<unsigned long long>(serial),
                static_cast<unsigned long long>(s->serial));
     invoked = true;
-    task_record& rec = s->records[id];
+    task_record& rec = s->rec(id);
     SOAK_CHECK(rec.invoked.fetch_add(1, std::memory_order_relaxed) == 0,
                "%s: task %d invoked twice", s->label, id);
     SOAK_CHECK(s->epoch_done.load(std::memory_order_acquire) < epoch,
@@ -399,10 +405,10 @@ struct task_fn {
     const int now = s->running.fetch_add(1, std::memory_order_relaxed) + 1;
     if (!(s->limit < 0 || now <= s->limit)) {
       for (int i = 0; i < s->cap && i < s->next_id.load(); ++i)
-        if (s->records[i].in_body.load(std::memory_order_relaxed))
+        if (s->rec(i).in_body.load(std::memory_order_relaxed))
           std::fprintf(stderr, "  in body: task %d (%s) admitted=%d\n", i,
-                       action_name(static_cast<action>(s->records[i].what)),
-                       s->records[i].admitted.load());
+                       action_name(static_cast<action>(s->rec(i).what)),
+                       s->rec(i).admitted.load());
     }
     SOAK_CHECK(s->limit < 0 || now <= s->limit,
                "%s #%llu: %d tasks running at once, limit %d (task %d, %s)",
@@ -438,12 +444,6 @@ struct task_fn {
   errgroup::error body(const errgroup::context& ctx) {
     switch (what) {
       case act_ok:
-        if (g_run.inject_hang && id == 0) {
-          std::mutex mu;
-          std::condition_variable cv;
-          std::unique_lock lock(mu);
-          cv.wait(lock, [] { return false; });  // never returns
-        }
         return {};
       case act_spin: {
         std::uint64_t x = seed;
@@ -555,7 +555,7 @@ void submit_one(gstate& s, rng& r, bool from_task) {
   if (id < 0) return;  // out of records: the group is big enough
   g_run.ops.fetch_add(1, std::memory_order_relaxed);
   g_run.progress.fetch_add(1, std::memory_order_relaxed);
-  task_record& rec = s.records[id];
+  task_record& rec = s.rec(id);
   const action what = pick_action(s, r, from_task);
   const std::uint64_t seed = r.next();
   const int epoch = s.epoch.load(std::memory_order_relaxed);
@@ -622,7 +622,7 @@ tally count(gstate& s) {
   tally t;
   const int n = std::min(s.next_id.load(), s.cap);
   for (int i = 0; i < n; ++i) {
-    const task_record& rec = s.records[i];
+    const task_record& rec = s.rec(i);
     const int inv = rec.invoked.load(std::memory_order_relaxed);
     const int drop = rec.dropped.load(std::memory_order_relaxed);
     const bool adm = rec.admitted.load(std::memory_order_relaxed) != 0;
@@ -786,7 +786,8 @@ errgroup::error run_nested(gstate& outer, const errgroup::context& ctx,
 
 void run_round(schedulers& scheds, std::int64_t round, std::int64_t ops_left) {
   rng r(g_run.seed ^ splitmix(static_cast<std::uint64_t>(round)));
-  const int sched_index = static_cast<int>(r.below(4));
+  int sched_index = static_cast<int>(r.below(4));
+  if (g_run.force_scheduler >= 0) sched_index = g_run.force_scheduler;
   errgroup::scheduler* sched = scheds.pick(sched_index);
 
   // Size: mostly small groups, sometimes big ones.
@@ -846,6 +847,7 @@ void run_round(schedulers& scheds, std::int64_t round, std::int64_t ops_left) {
   s.k.error_one_in = er < 6 ? 0 : er < 9 ? 500 : 30;
   s.k.self_go_one_in = r.one_in(3) ? 20 : 0;
   s.k.nested_one_in = r.one_in(3) ? 300 : 0;
+  if (g_run.nested_one_in > 0) s.k.nested_one_in = g_run.nested_one_in;
   s.k.sleep_one_in = r.one_in(4) ? 200 : 0;
   if (cancel && r.one_in(3)) {
     s.cancel_parent = &*cancel;
@@ -925,6 +927,28 @@ void run_round(schedulers& scheds, std::int64_t round, std::int64_t ops_left) {
   unregister_live(&s);
   finish_totals(s);
   g_run.groups.fetch_add(1, std::memory_order_relaxed);
+}
+
+// ---- the watchdog's self-test
+
+// inject_hang_round(): a group whose one task never returns; wait() hangs and
+// the watchdog must fail the run, showing the group's counters.
+void inject_hang_round(schedulers& scheds) {
+  gstate s(0, 4, scheds.pick(1), "inject-hang");
+  s.own_group = std::make_unique<errgroup::group>(*s.sched);
+  s.g = s.own_group.get();
+  {
+    std::lock_guard lock(g_run.describe_mu);
+    g_run.round_text = "--inject-hang: one task never returns";
+  }
+  register_live(&s);
+  s.g->go([] {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::unique_lock lock(mu);
+    cv.wait(lock, [] { return false; });
+  });
+  (void)s.g->wait();  // never returns
 }
 
 // ---- watchdog
@@ -1026,6 +1050,10 @@ int main(int argc, char** argv) {
   if (parse_i64(std::getenv("ERRGROUP_SOAK_ROUND"), v)) g_run.first_round = v;
   if (parse_i64(std::getenv("ERRGROUP_SOAK_HANG_SECONDS"), v))
     g_run.hang_seconds = static_cast<int>(v);
+  if (parse_i64(std::getenv("ERRGROUP_SOAK_SCHEDULER"), v) && v >= 0 && v < 4)
+    g_run.force_scheduler = static_cast<int>(v);
+  if (parse_i64(std::getenv("ERRGROUP_SOAK_NESTED"), v) && v > 0)
+    g_run.nested_one_in = static_cast<std::uint32_t>(v);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const char* next = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -1043,7 +1071,7 @@ int main(int argc, char** argv) {
       g_run.first_round = v;
       ++i;
     } else if (a == "--inject-hang") {
-      g_run.inject_hang = true;  // the first task of every group hangs
+      g_run.inject_hang = true;  // one task that never returns
     } else if (a == "--hang-seconds" && parse_i64(next, v)) {
       g_run.hang_seconds = static_cast<int>(v);
       ++i;
@@ -1070,6 +1098,7 @@ int main(int argc, char** argv) {
     watchdog dog(g_run.hang_seconds);
     std::int64_t round = g_run.first_round;
     std::int64_t next_report = g_run.target_ops / 10;
+    if (g_run.inject_hang) inject_hang_round(scheds);
     while (g_run.ops.load() < g_run.target_ops) {
       g_run.round.store(round);
       run_round(scheds, round, g_run.target_ops - g_run.ops.load());

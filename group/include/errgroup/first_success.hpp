@@ -80,11 +80,12 @@ struct first_result<void> {
 // ctx is cancelled as soon as one succeeds, or when parent is cancelled.
 //
 // Blocks until the outcome is decided and every started alternative has
-// returned. The calling thread drives the hedging: it waits for the next
-// start on a weighted semaphore bounded by a deadline context, so it never
-// spins, and on a oneTBB worker thread the calling task is suspended rather
-// than the worker blocked (weighted::acquire). Then it helps run the tasks
-// (group::wait).
+// returned. The calling thread drives the hedging: between starts it waits on
+// a weighted semaphore (one unit per failure) bounded by a deadline context,
+// so it never spins, and on a oneTBB worker thread the calling task is
+// suspended rather than the worker blocked, as weighted::acquire does (where
+// oneTBB has no resumable tasks, the thread blocks). Then it helps run the
+// tasks (group::wait).
 //
 // err is empty on success. When every alternative failed, err is the last
 // failure's error (the one that ended the search), and failures holds all n.

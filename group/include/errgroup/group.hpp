@@ -63,10 +63,9 @@ template <class F>
 concept takes_context = std::is_invocable_v<F&, const context&>;
 
 template <class F>
-using task_result_t =
-    std::conditional_t<takes_context<F>,
-                       std::invoke_result<F&, const context&>,
-                       std::invoke_result<F&>>::type;
+using task_result_t = typename std::conditional_t<
+    takes_context<F>,
+    std::invoke_result<F&, const context&>, std::invoke_result<F&>>::type;
 
 template <class F>
 constexpr bool check_task() {

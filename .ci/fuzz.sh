@@ -14,9 +14,10 @@
 #   FUZZ_MAX_LEN=256         largest input libFuzzer makes
 #
 # Each target first replays its corpus (a regression test), then fuzzes with
-# new inputs written to a scratch directory; afterwards `-merge=1` copies into
-# the repo corpus only the inputs that add coverage, so it stays small (the
-# script fails if it grows past 1 MiB). A crash, a model mismatch or a hang
+# new inputs written to a scratch directory; afterwards `-merge=1` minimizes
+# the old corpus plus the new inputs into the smallest set with the same
+# coverage, which replaces the corpus (the hand-written seed-* files are always
+# kept), so it stays small (the script fails past 1 MiB). A crash, a model mismatch or a hang
 # (-timeout) stops the run: the input is saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>/crash-* (or timeout-*), and the script
 # prints how to replay it and exits non-zero.
@@ -70,23 +71,33 @@ for t in "${targets[@]}"; do
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-  cov=$(grep -E '^#[0-9]+ +DONE' "$log" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
+  cov=$(sed -n 's/^#[0-9]*[[:space:]]*DONE .*cov: \([0-9]*\).*/\1/p' "$log")
   echo "$t: ${execs:-?} runs in $((SECONDS - t0)) s (${rate:-?} exec/s), coverage ${cov:-?}," \
     "$(find "$scratch" -type f | wc -l) new inputs"
   if [[ $update == 1 ]]; then
+    # Minimize the old corpus plus the new inputs into a fresh directory (the
+    # smallest set with the same coverage), keep the hand-written seed-*
+    # files, and make that the corpus.
     before=$(find "$corpus" -type f | wc -l)
-    "$build/$t" -merge=1 -max_len="$max_len" "$corpus" "$scratch" >"$build/$t.merge.log" 2>&1 || {
+    merged=$build/merged-corpus/$t
+    rm -rf "$merged"
+    mkdir -p "$merged"
+    if ! "$build/$t" -merge=1 -max_len="$max_len" "$merged" "$corpus" "$scratch" \
+      >"$build/$t.merge.log" 2>&1; then
       tail -n 20 "$build/$t.merge.log" >&2
       status=1
       continue
-    }
-    echo "$t: corpus $before -> $(find "$corpus" -type f | wc -l) files, $(du -sk "$corpus" | cut -f1) KiB"
+    fi
+    find "$corpus" -type f ! -name 'seed-*' -delete
+    cp -n "$merged"/* "$corpus"/ 2>/dev/null || true
+    echo "$t: corpus $before -> $(find "$corpus" -type f | wc -l) files," \
+      "$(cat "$corpus"/* | wc -c) bytes"
   fi
 done
 
-total_kib=$(du -sk tests/fuzz/corpus | cut -f1)
-if ((total_kib >= 1024)); then
-  echo "fuzz: tests/fuzz/corpus is ${total_kib} KiB (limit 1 MiB); minimize it with -merge=1 into a fresh directory" >&2
+total=$(find tests/fuzz/corpus -type f -exec cat {} + | wc -c)
+if ((total >= 1048576)); then
+  echo "fuzz: tests/fuzz/corpus holds $total bytes (limit 1 MiB)" >&2
   status=1
 fi
 echo "fuzz: done in $((SECONDS - start)) s"

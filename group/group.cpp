@@ -266,9 +266,8 @@ void group::on_admission(detail::task_base& t) noexcept {
 }
 
 void group::spawn(detail::task_base& t) noexcept {
-  detail::run_in_arena(*sched_, this, [&] {
-    tbb::detail::d1::spawn(t, node_->tbb_context());
-  });
+  detail::run_in_arena(
+      *sched_, this, [&] { tbb::detail::d1::spawn(t, node_->tbb_context()); });
 }
 
 void group::start() noexcept {
@@ -289,8 +288,8 @@ void group::skip(detail::task_base& t,
   finish(held_slot, units_gate, units, {}, /*skipped=*/true);
 }
 
-void group::finish(bool held_slot, detail::gate* units_gate,
-                   std::int64_t units, error e, bool skipped) noexcept {
+void group::finish(bool held_slot, detail::gate* units_gate, std::int64_t units,
+                   error e, bool skipped) noexcept {
   if (skipped)
     skipped_.fetch_add(1, std::memory_order_relaxed);
   else
@@ -363,9 +362,8 @@ std::vector<group::running_task> group::running() const {
     for (const auto& [label, since] : labelled_)
       out.push_back({label, now - since});
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return a.elapsed > b.elapsed;
-  });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.elapsed > b.elapsed; });
   return out;
 }
 
@@ -426,12 +424,13 @@ group::stats group::counters() const noexcept {
   s.submitted = hot_.submitted.load(std::memory_order_relaxed);
   const std::int64_t active = hot_.active.load(std::memory_order_relaxed);
   s.running = run_.running.load(std::memory_order_relaxed);
-  s.waiting = std::max<std::int64_t>(0, waiting_.load(std::memory_order_relaxed));
+  s.waiting =
+      std::max<std::int64_t>(0, waiting_.load(std::memory_order_relaxed));
   s.failed = failed_.load(std::memory_order_relaxed);
   s.skipped = skipped_.load(std::memory_order_relaxed);
   s.peak = run_.peak.load(std::memory_order_relaxed);
-  s.succeeded = std::max<std::int64_t>(
-      0, s.submitted - active - s.failed - s.skipped);
+  s.succeeded =
+      std::max<std::int64_t>(0, s.submitted - active - s.failed - s.skipped);
   return s;
 }
 

@@ -1,10 +1,10 @@
+#include "errgroup/context.hpp"
+
 #include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
-
-#include "errgroup/context.hpp"
 
 namespace errgroup {
 namespace detail {

@@ -5,7 +5,6 @@
 
 #include <stdexcept>
 
-
 #if defined(__SANITIZE_THREAD__)
 #define ERRGROUP_TSAN 1
 #elif defined(__has_feature)
@@ -99,7 +98,8 @@ waiter* gate::grant_locked() noexcept {
     (last ? last->next_ : first) = w;
     last = w;
   }
-  if (head_ == nullptr) state_.fetch_and(~waiters_bit, std::memory_order_release);
+  if (head_ == nullptr)
+    state_.fetch_and(~waiters_bit, std::memory_order_release);
   return first;
 }
 

@@ -69,7 +69,8 @@ tbb::task_arena& scheduler::arena() {
 scheduler::scheduler(int max_concurrency)
     : arena_(nullptr), max_concurrency_(max_concurrency) {
   if (max_concurrency < 1)
-    throw std::invalid_argument("errgroup: scheduler needs max_concurrency >= 1");
+    throw std::invalid_argument(
+        "errgroup: scheduler needs max_concurrency >= 1");
   // max_concurrency workers of our own, plus a slot for a thread that joins
   // to wait or to spawn.
   worker_request_ = max_concurrency;

@@ -6,12 +6,12 @@
 // first failure, so the other tasks can stop early, and tasks that have not
 // started by then are skipped. set_limit() bounds how many tasks run at once.
 //
-// Example (full program: samples/parallel_map.cpp):
-//   auto [g, ctx] = errgroup::with_context(errgroup::context());
-//   g.set_limit(8);
-//   for (const auto& path : paths)
-//     g.go([&, path](const errgroup::context& c) { return hash(c, path); });
-//   if (errgroup::error err = g.wait()) die(err.message());
+// Example (full program: samples/crawler.cpp):
+//   errgroup::group g(crawl, io);          // a context group, as with_context
+//   g.set_limit(jobs);
+//   for (page& p : level)
+//     g.go([&p](const errgroup::context& c) { fetch(c, p); });  // may throw
+//   if (errgroup::error err = g.wait()) std::cerr << err.message() << '\n';
 //
 // Exceptions: a task that throws has failed with the thrown exception as its
 // error; nothing escapes a task. Misuse (see each member) throws at once.
@@ -33,13 +33,13 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <string>
-#include <vector>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "errgroup/context.hpp"
 #include "errgroup/detail/gate.hpp"
@@ -55,17 +55,17 @@ namespace detail {
 
 // What a task may return.
 template <class R>
-concept task_result =
-    std::is_void_v<R> || std::same_as<R, error> ||
+concept task_result = std::is_void_v<R> || std::same_as<R, error> ||
     std::same_as<R, std::error_code> || std::same_as<R, std::exception_ptr>;
 
 template <class F>
 concept takes_context = std::is_invocable_v<F&, const context&>;
 
 template <class F>
-using task_result_t = typename std::conditional_t<
-    takes_context<F>,
-    std::invoke_result<F&, const context&>, std::invoke_result<F&>>::type;
+using task_result_t =
+    typename std::conditional_t<takes_context<F>,
+                                std::invoke_result<F&, const context&>,
+                                std::invoke_result<F&>>::type;
 
 template <class F>
 constexpr bool check_task() {
@@ -300,8 +300,8 @@ class group {
     std::int64_t waiting = 0;    // waiting for a slot or units
     std::int64_t succeeded = 0;
     std::int64_t failed = 0;
-    std::int64_t skipped = 0;    // never invoked (cancelled first)
-    std::int64_t peak = 0;       // most tasks running at once
+    std::int64_t skipped = 0;  // never invoked (cancelled first)
+    std::int64_t peak = 0;     // most tasks running at once
   };
   // counters() returns the counters; lock-free, safe from any thread.
   stats counters() const noexcept;
@@ -338,8 +338,8 @@ class group {
   template <class F>
   detail::task_base& make_task(F&& f) {
     tbb::detail::d1::small_object_allocator alloc;
-    return *alloc.new_object<detail::task<std::decay_t<F>>>(
-        *this, alloc, std::forward<F>(f));
+    return *alloc.new_object<detail::task<std::decay_t<F>>>(*this, alloc,
+                                                            std::forward<F>(f));
   }
 
   static void check_units(detail::gate& g, std::int64_t n);
@@ -419,15 +419,15 @@ struct group_and_context {
 
 // with_context(parent, s) returns a new context group and its context
 // (Go's errgroup.WithContext).
-group_and_context with_context(
-    const context& parent, scheduler& s = scheduler::default_scheduler());
+group_and_context with_context(const context& parent,
+                               scheduler& s = scheduler::default_scheduler());
 
 // ---- implementation ----
 
 struct group::tracker {
   group* g;
-  std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>::
-      iterator it;
+  std::list<std::pair<std::string,
+                      std::chrono::steady_clock::time_point>>::iterator it;
   tracker(group& grp, std::string label);
   ~tracker();
   tracker(const tracker&) = delete;

@@ -78,8 +78,7 @@ class context {
   // wait_for(d) is wait_until(clock::now() + d).
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) const {
-    return wait_until(clock::now() +
-                      std::chrono::ceil<clock::duration>(d));
+    return wait_until(clock::now() + std::chrono::ceil<clock::duration>(d));
   }
 
   // Two contexts are equal when they are handles to the same node.
@@ -139,8 +138,8 @@ template <class Rep, class Period>
 context_and_cancel with_timeout(const context& parent,
                                 std::chrono::duration<Rep, Period> d) {
   return with_deadline(
-      parent, context::clock::now() +
-                  std::chrono::ceil<context::clock::duration>(d));
+      parent,
+      context::clock::now() + std::chrono::ceil<context::clock::duration>(d));
 }
 
 }  // namespace errgroup

@@ -8,7 +8,8 @@
 // Example:
 //   errgroup::error e = errgroup::make_error<std::runtime_error>("disk full");
 //   if (e) std::puts(e.message().c_str());           // "disk full"
-//   if (e.is<std::runtime_error>()) e.throw_if();    // rethrows the same object
+//   if (e.is<std::runtime_error>()) e.throw_if();    // rethrows the same
+//   object
 //
 // Comparison is identity: two errors are equal when they hold the same
 // exception object. A sentinel made once compares equal to itself wherever it

@@ -16,8 +16,8 @@
 // calls group::wait() from outside also joins and helps, as with oneTBB.
 //
 // Example (full program: samples/crawler.cpp):
-//   errgroup::scheduler io{32};          // fetches block on sockets
-//   auto [g, ctx] = errgroup::with_context(parent, io);
+//   errgroup::scheduler io{jobs};        // fetches block on sockets
+//   errgroup::group g(crawl, io);        // its tasks run on io's threads
 //
 // A scheduler must outlive the groups that use it. It is not copyable.
 #pragma once

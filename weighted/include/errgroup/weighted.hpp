@@ -6,11 +6,12 @@
 // groups as you like.
 //
 // Example (full program: samples/weighted_batch.cpp):
-//   errgroup::weighted budget{512};                 // MiB
-//   errgroup::group g;
-//   for (const auto& job : jobs)
-//     g.go(budget, job.mib, [&job] { compress(job); });  // holds job.mib
-//   g.wait();
+//   errgroup::weighted budget{budget_kib};
+//   for (job& j : jobs)
+//     g.go(budget, j.weight, [&j](const errgroup::context& c) {
+//       compress(c, j);                    // holds j.weight KiB meanwhile
+//     });
+//   if (errgroup::error err = g.wait()) fail(err);
 //
 // Strict FIFO: a large request at the head of the queue holds back smaller
 // ones behind it, so it cannot starve, and try_acquire() never overtakes a

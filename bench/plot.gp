@@ -49,10 +49,10 @@ plot dir.'/plot_map.dat' using 2:xtic(1) title 'C++' lc rgb '#2ca02c', \
 set xtics norotate
 # 3. cancel
 set title "3. cancellation, 10k tasks, #100 fails: failure -> wait() (lower is better)".cancel_note
-set key top right
+set key top left horizontal
 set ylabel "microseconds (log)"
 set logscale y
-set yrange [1:30000]
+set yrange [1:300000]
 set xrange [-0.6:n_cancel - 0.4]
 plot dir.'/plot_cancel.dat' using 2:xtic(1) title 'C++ errgroup' lc rgb '#9467bd', \
      '' using 3 title 'Go P2' lc rgb '#bbbbbb', \
@@ -61,6 +61,7 @@ plot dir.'/plot_cancel.dat' using 2:xtic(1) title 'C++ errgroup' lc rgb '#9467bd
      500 with lines dt 2 lw 2 lc rgb '#d62728' title 'target: 500 us'
 
 # 4. semaphore
+set key vertical
 set title "4. semaphore, per acquire+release pair (lower is better)".sem_note
 set key top left
 set ylabel sem_metric." (log)"

@@ -99,6 +99,16 @@ void group::launch(detail::task_base& t, detail::gate* units_gate,
   spawn(t);
 }
 
+bool group::skip_cancelled() {
+  if (!has_context_ || !node_->cancelled() ||
+      waited_.load(std::memory_order_acquire) ||
+      limit_.load(std::memory_order_relaxed) == 0)
+    return false;
+  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+  skipped_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 void group::submit(detail::task_base& t) {
   const int limit = limit_.load(std::memory_order_acquire);
   if (limit == 0 || (has_context_ && waited_.load(std::memory_order_acquire))) {

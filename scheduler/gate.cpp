@@ -115,10 +115,14 @@ void gate::wake_all(waiter* list) noexcept {
 bool gate::try_acquire_slow(std::int64_t n) noexcept {
   std::lock_guard lock(mu_);
   if (head_ != nullptr) return false;
-  std::int64_t used = state_.load(std::memory_order_relaxed) & ~waiters_bit;
-  if (used + n > size()) return false;
-  state_.fetch_add(n, std::memory_order_acquire);
-  return true;
+  // Nobody waits, so fast paths run beside us: take the units with a CAS.
+  std::int64_t s = state_.load(std::memory_order_relaxed);
+  while (!(s & waiters_bit) && s + n <= size()) {
+    if (state_.compare_exchange_weak(s, s + n, std::memory_order_acquire,
+                                     std::memory_order_relaxed))
+      return true;
+  }
+  return false;
 }
 
 bool gate::take_or_enqueue(waiter& w) {
@@ -163,10 +167,12 @@ void gate::release_slow(std::int64_t n) {
   waiter* granted = nullptr;
   {
     std::lock_guard lock(mu_);
-    std::int64_t used = state_.load(std::memory_order_relaxed) & ~waiters_bit;
-    if (n < 0 || used < n)
-      throw std::logic_error("semaphore: released more than held");
-    state_.fetch_sub(n, std::memory_order_release);
+    std::int64_t s = state_.load(std::memory_order_relaxed);
+    do {
+      if (n < 0 || (s & ~waiters_bit) < n)
+        throw std::logic_error("semaphore: released more than held");
+    } while (!state_.compare_exchange_weak(s, s - n, std::memory_order_release,
+                                           std::memory_order_relaxed));
     granted = grant_locked();
   }
   wake_all(granted);

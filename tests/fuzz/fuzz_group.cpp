@@ -18,6 +18,7 @@
 // cause(), errors() with root causes, and which callables were invoked or
 // destroyed uninvoked.
 #include <fuzzer/FuzzedDataProvider.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -53,7 +54,8 @@ namespace {
     if (!(cond)) die(__VA_ARGS__); \
   } while (0)
 
-// FUZZ_TRACE=1 prints every step (to replay a crash input).
+// FUZZ_TRACE=1 prints every step (to replay a crash input); FUZZ_GDB=1 prints
+// every thread's stack when a task does not start or finish in 20 s.
 bool trace_on() {
   static const bool on = std::getenv("FUZZ_TRACE") != nullptr;
   return on;
@@ -97,10 +99,21 @@ errgroup::scheduler& four_threads() {
 }
 constexpr int max_running = 4;
 
+// FUZZ_GDB=1: when a wait times out, print every thread's stack first.
+void dump_stacks() {
+  if (std::getenv("FUZZ_GDB") == nullptr) return;
+  char cmd[128];
+  std::snprintf(cmd, sizeof cmd,
+                "gdb -p %d -batch -ex 'thread apply all bt' 1>&2 2>/dev/null",
+                static_cast<int>(::getpid()));
+  if (std::system(cmd) != 0) std::fprintf(stderr, "(gdb failed)\n");
+}
+
 template <class Pred>
 void spin_until(Pred pred, const char* what) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (int spins = 0; !pred(); ++spins) {
+    if (std::chrono::steady_clock::now() >= end) dump_stacks();
     FZ_CHECK(std::chrono::steady_clock::now() < end, what);
     if (spins > 200)
       std::this_thread::sleep_for(std::chrono::microseconds(20));

@@ -214,6 +214,7 @@ class group {
   template <class F>
   void go(F&& f) {
     static_assert(detail::check_task<std::decay_t<F>>());
+    if (skip_cancelled()) return;  // f is dropped without a task
     submit(make_task(std::forward<F>(f)));
   }
 
@@ -343,6 +344,9 @@ class group {
   }
 
   static void check_units(detail::gate& g, std::int64_t n);
+  // skip_cancelled() counts a go() on a cancelled context group as submitted
+  // and skipped, and reports whether it did (misuse still throws).
+  bool skip_cancelled();
   // try_take() takes a slot and units for try_go(), all or nothing.
   bool try_take(detail::gate* units_gate, std::int64_t n) noexcept;
   // launch() starts t, which holds what try_take() took.

@@ -954,8 +954,12 @@ TEST_SUITE("group.cancel") {
       auto [parent, cancel] = errgroup::with_timeout(errgroup::context(), 20ms);
       auto [g, ctx] = errgroup::with_context(parent, s);
       CHECK(ctx.deadline() == parent.deadline());
-      std::atomic<bool> woke{false};
-      g.go([&woke](const errgroup::context& c) { woke = c.wait_for(60s); });
+      // The first task either starts before the deadline and sees it, or is
+      // skipped by it: both are right, and a loaded machine picks either.
+      std::atomic<int> woke{0};
+      g.go([&woke](const errgroup::context& c) {
+        woke = c.wait_for(60s) ? 1 : 2;
+      });
       CHECK(ctx.wait_for(60s));
       CHECK(ctx.err().is<errgroup::deadline_exceeded_error>());
       CHECK(ctx.cause().is<errgroup::deadline_exceeded_error>());
@@ -965,9 +969,9 @@ TEST_SUITE("group.cancel") {
       CHECK(live.load() == 0);
       // A task was skipped and none failed: wait() reports the cause.
       CHECK(g.wait().is<errgroup::deadline_exceeded_error>());
-      CHECK(woke.load());
+      CHECK(woke.load() != 2);  // if it ran, it saw the deadline
       CHECK(invoked.load() == 0);
-      check_accounting(g.counters(), 1);
+      check_accounting(g.counters(), woke.load() == 1 ? 1 : 0);
       cancel();
     }
   }

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <latch>
@@ -50,7 +51,11 @@ struct finalize_tbb_at_exit {
     if (v != nullptr && *v != '\0' && *v != '0') handle.emplace(tbb::attach{});
   }
   ~finalize_tbb_at_exit() {
-    if (handle) (void)tbb::finalize(*handle, std::nothrow);
+    if (handle && !tbb::finalize(*handle, std::nothrow))
+      std::fputs(
+          "misuse_test: tbb::finalize() failed: oneTBB still in use at exit "
+          "(its worker threads are not joined)\n",
+          stderr);
   }
   finalize_tbb_at_exit(const finalize_tbb_at_exit&) = delete;
   finalize_tbb_at_exit& operator=(const finalize_tbb_at_exit&) = delete;

@@ -64,7 +64,7 @@ class node : public std::enable_shared_from_this<node> {
   std::shared_ptr<node> parent_;
   friend class timer;
   void* timer_entry_ = nullptr;  // guarded by the timer's mutex
-  bool has_timer_ = false;       // set before the node is shared
+  std::atomic<bool> has_timer_{false};  // read by a concurrent cancel()
   // Declared last, destroyed first: the link waits for a running parent
   // cancellation to finish before the rest of the node goes away.
   std::optional<std::stop_callback<link>> link_;

@@ -63,7 +63,7 @@ class node : public std::enable_shared_from_this<node> {
   tbb::task_group_context tbb_{tbb::task_group_context::isolated};
   std::shared_ptr<node> parent_;
   friend class timer;
-  void* timer_entry_ = nullptr;  // guarded by the timer's mutex
+  void* timer_entry_ = nullptr;         // guarded by the timer's mutex
   std::atomic<bool> has_timer_{false};  // read by a concurrent cancel()
   // Declared last, destroyed first: the link waits for a running parent
   // cancellation to finish before the rest of the node goes away.

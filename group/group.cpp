@@ -93,9 +93,7 @@ void group::launch(detail::task_base& t, detail::gate* units_gate,
   t.units_ = n;
   t.holds_units_ = units_gate != nullptr;
   t.stage_ = 2;
-  hot_.wait.reserve();
-  hot_.active.fetch_add(1, std::memory_order_relaxed);
-  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+  count_in();
   spawn(t);
 }
 
@@ -109,7 +107,7 @@ bool group::skip_cancelled() {
   return true;
 }
 
-void group::submit(detail::task_base& t) {
+int group::enter(detail::task_base& t) {
   const int limit = limit_.load(std::memory_order_acquire);
   if (limit == 0 || (has_context_ && waited_.load(std::memory_order_acquire))) {
     t.destroy(nullptr);
@@ -118,9 +116,18 @@ void group::submit(detail::task_base& t) {
                    : "errgroup: go() on a context group after its wait() "
                      "returned (its context is done)");
   }
-  hot_.wait.reserve();  // from here on wait() covers t, even while it waits
+  count_in();  // from here on wait() covers t, even while it waits
+  return limit;
+}
+
+void group::count_in() noexcept {
+  hot_.wait.reserve();
   hot_.active.fetch_add(1, std::memory_order_relaxed);
   hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+}
+
+void group::submit(detail::task_base& t) {
+  const int limit = enter(t);
   if (has_context_ && node_->cancelled()) {
     skip(t, nullptr);
     return;
@@ -224,18 +231,8 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
 
 error group::submit_until(detail::task_base& t,
                           std::chrono::steady_clock::time_point deadline) {
-  const int limit = limit_.load(std::memory_order_acquire);
-  if (limit == 0 || (has_context_ && waited_.load(std::memory_order_acquire))) {
-    t.destroy(nullptr);
-    throw std::logic_error(
-        limit == 0 ? "errgroup: go() with limit 0 could never start a task"
-                   : "errgroup: go() on a context group after its wait() "
-                     "returned (its context is done)");
-  }
+  const int limit = enter(t);
   auto [bound, cancel] = with_deadline(ctx_, deadline);
-  hot_.wait.reserve();
-  hot_.active.fetch_add(1, std::memory_order_relaxed);
-  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
   bool gave_up = false;
   t.stage_ = limit > 0 ? 0 : 1;
   if (bound.cancelled() || !admit(t, /*may_block=*/true, &bound, &gave_up)) {

@@ -352,6 +352,10 @@ class group {
   // launch() starts t, which holds what try_take() took.
   void launch(detail::task_base& t, detail::gate* units_gate,
               std::int64_t n) noexcept;
+  // enter() throws (destroying t) on misuse, else counts t in and returns
+  // the limit; count_in() makes wait() cover one more task.
+  int enter(detail::task_base& t);
+  void count_in() noexcept;
   void submit(detail::task_base& t);
   error submit_until(detail::task_base& t,
                      std::chrono::steady_clock::time_point deadline);

@@ -706,7 +706,9 @@ TEST_SUITE("context") {
     for (int threads : {1, 2, 4, 8}) {
       CAPTURE(threads);
       for (int round = 0; round < rounds; ++round) {
-        auto [ctx, cancel] = errgroup::with_cancel(errgroup::context());
+        auto made = errgroup::with_cancel(errgroup::context());
+        auto& ctx = made.ctx;
+        auto& cancel = made.cancel;
         const errgroup::context child = errgroup::with_cancel(ctx).ctx;
         std::atomic<int> stops{0};
         std::stop_callback<count_calls> cb(ctx.stop_token(),
@@ -787,7 +789,9 @@ TEST_SUITE("context") {
     constexpr int per_thread = 200;
     for (int threads : {1, 2, 4, 8}) {
       CAPTURE(threads);
-      auto [parent, cancel] = errgroup::with_cancel(errgroup::context());
+      auto root = errgroup::with_cancel(errgroup::context());
+      auto& parent = root.ctx;
+      auto& cancel = root.cancel;
       const errgroup::error cause =
           errgroup::make_error<std::runtime_error>("shutdown");
       std::vector<std::vector<errgroup::context>> made(

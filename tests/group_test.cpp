@@ -608,7 +608,8 @@ TEST_SUITE("group") {
       std::atomic<int> live{0};
       std::atomic<int> invoked{0};
       CHECK_NOTHROW([&] {
-        auto [g, ctx] = errgroup::with_context(errgroup::context(), s);
+        auto made = errgroup::with_context(errgroup::context(), s);
+        auto& g = made.g;
         g.set_limit(1);
         g.go([&] {
           invoked.fetch_add(1);
@@ -772,7 +773,8 @@ TEST_SUITE("group.limit") {
         CAPTURE(std::string(name(from)));
         errgroup::scheduler s{threads};
         auto [parent, cancel] = errgroup::with_cancel(errgroup::context());
-        auto [g, ctx] = errgroup::with_context(parent, s);
+        auto made = errgroup::with_context(parent, s);
+        auto& g = made.g;
         errgroup::group producers{s};
         g.set_limit(1);
         park holder;
@@ -929,7 +931,9 @@ TEST_SUITE("group.cancel") {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
       auto [parent, cancel] = errgroup::with_cancel(errgroup::context());
-      auto [g, ctx] = errgroup::with_context(parent, s);
+      auto made = errgroup::with_context(parent, s);
+      auto& g = made.g;
+      auto& ctx = made.ctx;
       for (int i = 0; i < tasks; ++i) g.go([] {});
       spin_until([&] { return g.counters().succeeded == tasks; });
       const error why = errgroup::make_error<std::runtime_error>(
@@ -981,7 +985,9 @@ TEST_SUITE("group.cancel") {
     for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
-      auto [g, ctx] = errgroup::with_context(errgroup::context(), s);
+      auto made = errgroup::with_context(errgroup::context(), s);
+      auto& g = made.g;
+      auto& ctx = made.ctx;
       for (int i = 0; i < tasks; ++i) g.go([] {});
       spin_until([&] { return g.counters().succeeded == tasks; });
       CHECK_FALSE(ctx.cancelled());
@@ -1000,7 +1006,8 @@ TEST_SUITE("group.cancel") {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
       auto [parent, cancel] = errgroup::with_cancel(errgroup::context());
-      auto [g, ctx] = errgroup::with_context(parent, s);
+      auto made = errgroup::with_context(parent, s);
+      auto& g = made.g;
       g.set_limit(1);
       std::atomic<int> invoked{0};
       std::atomic<int> live{0};
@@ -1036,7 +1043,9 @@ TEST_SUITE("group.cancel") {
     for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
-      auto [g, ctx] = errgroup::with_context(errgroup::context(), s);
+      auto made = errgroup::with_context(errgroup::context(), s);
+      auto& g = made.g;
+      auto& ctx = made.ctx;
       g.set_limit(1);
       std::atomic<int> invoked{0};
       std::atomic<int> live{0};
@@ -1065,7 +1074,8 @@ TEST_SUITE("group.cancel") {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
       auto [parent, cancel] = errgroup::with_cancel(errgroup::context());
-      auto [g, ctx] = errgroup::with_context(parent, s);
+      auto made = errgroup::with_context(parent, s);
+      auto& g = made.g;
       std::atomic<int> invoked{0};
       std::atomic<int> live{0};
       std::latch hold{1};
@@ -1745,7 +1755,8 @@ md5all_result md5all(const errgroup::context& parent,
     std::uint64_t sum;
   };
   errgroup::scheduler io{digesters + 1};
-  auto [g, ctx] = errgroup::with_context(parent, io);
+  auto made = errgroup::with_context(parent, io);
+  auto& g = made.g;
   chan<std::string> paths(1);
   // The walker closes paths on every path out, also if it is skipped.
   g.go([&, defer_close = std::unique_ptr<chan<std::string>, close_chan>(

@@ -43,7 +43,14 @@ group::group(std::shared_ptr<detail::node> n, bool has_context, scheduler& s)
     : sched_(&s),
       node_(std::move(n)),
       ctx_(has_context ? context(node_) : context()),
-      has_context_(has_context) {}
+      has_context_(has_context) {
+  if (has_context_)
+    cancel_all_.emplace(node_->stop_source().get_token(), cancel_queued{this});
+}
+
+void group::cancel_queued::operator()() const noexcept {
+  g->slots_.cancel_all();
+}
 
 group::~group() {
   try {
@@ -59,7 +66,7 @@ group_and_context with_context(const context& parent, scheduler& s) {
 }
 
 void group::set_limit(int n) {
-  const std::int64_t active = hot_.active.load(std::memory_order_acquire);
+  const std::int64_t active = this->active();
   if (active != 0)
     throw std::logic_error("errgroup: modify limit while " +
                            std::to_string(active) +
@@ -122,8 +129,15 @@ int group::enter(detail::task_base& t) {
 
 void group::count_in() noexcept {
   hot_.wait.reserve();
-  hot_.active.fetch_add(1, std::memory_order_relaxed);
   hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::int64_t group::active() const noexcept {
+  // Each task is counted done before the group stops waiting for it.
+  const std::int64_t done = run_.succeeded.load(std::memory_order_acquire) +
+                            failed_.load(std::memory_order_acquire) +
+                            skipped_.load(std::memory_order_acquire);
+  return hot_.submitted.load(std::memory_order_acquire) - done;
 }
 
 void group::submit(detail::task_base& t) {
@@ -180,7 +194,9 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
         t.waiting_at_ = g;
         t.waiter_.reset(n);
         t.handshake_.store(0, std::memory_order_relaxed);
-        if (has_context_)
+        // At our own gate the group's cancel_all_ wakes queued tasks; at a
+        // budget's gate each queued task watches the context itself.
+        if (has_context_ && g != &slots_)
           t.cancel_cb_.emplace(node_->stop_source().get_token(),
                                detail::task_base::canceller{&t});
         if (!g->take_or_enqueue(t.waiter_)) {
@@ -252,7 +268,6 @@ void group::abandon(detail::task_base& t) noexcept {
   if (units_gate != nullptr) units_gate->release(units);
   if (held_slot) slots_.release(1);
   hot_.submitted.fetch_sub(1, std::memory_order_relaxed);
-  hot_.active.fetch_sub(1, std::memory_order_acq_rel);
   hot_.wait.release();
 }
 
@@ -273,8 +288,13 @@ void group::on_admission(detail::task_base& t) noexcept {
 }
 
 void group::spawn(detail::task_base& t) noexcept {
-  detail::run_in_arena(
-      *sched_, this, [&] { tbb::detail::d1::spawn(t, node_->tbb_context()); });
+  // A task of ours goes back to a loop that runs our tasks; anyone else may
+  // not, and oneTBB's spawn alone can leave t unseen by sleeping threads.
+  const bool own = in_own_task();
+  detail::run_in_arena(*sched_, this, [&] {
+    tbb::detail::d1::spawn(t, node_->tbb_context());
+    if (!own) detail::wake_after_spawn(*node_);
+  });
 }
 
 void group::start() noexcept {
@@ -297,17 +317,20 @@ void group::skip(detail::task_base& t,
 
 void group::finish(bool held_slot, detail::gate* units_gate, std::int64_t units,
                    error e, bool skipped) noexcept {
-  if (skipped)
-    skipped_.fetch_add(1, std::memory_order_relaxed);
-  else
-    run_.running.fetch_sub(1, std::memory_order_relaxed);
+  if (!skipped) run_.running.fetch_sub(1, std::memory_order_relaxed);
+  const bool failed = static_cast<bool>(e);
   // The error is recorded and the context cancelled before the slot is
   // handed on: with set_limit(1) no task starts after a failure.
-  if (e) record(std::move(e));
+  if (failed) record(std::move(e));
   if (units_gate != nullptr) units_gate->release(units);
   if (held_slot) slots_.release(1);
+  // Counted done once its error, slot and units are visible to a reader
+  // that sees the count.
+  (skipped  ? skipped_
+   : failed ? failed_
+            : run_.succeeded)
+      .fetch_add(1, std::memory_order_release);
   if (progress_ != nullptr) progress();
-  hot_.active.fetch_sub(1, std::memory_order_acq_rel);
   hot_.wait.release();  // last: wait() may return and the group go away
 }
 
@@ -375,7 +398,6 @@ std::vector<group::running_task> group::running() const {
 }
 
 void group::record(error e) noexcept {
-  failed_.fetch_add(1, std::memory_order_relaxed);
   if (keep_errors_) {
     std::lock_guard lock(mu_);
     try {
@@ -409,7 +431,6 @@ error group::wait() {
   detail::run_in_arena(*sched_, this, [&] {
     tbb::detail::d1::wait(hot_.wait, node_->tbb_context());
   });
-  (void)hot_.active.load(std::memory_order_acquire);
   if (has_context_) {
     waited_.store(true, std::memory_order_release);
     node_->cancel(detail::cancelled_sentinel(), detail::cancelled_sentinel());
@@ -428,16 +449,15 @@ bool group::in_own_task() const noexcept {
 
 group::stats group::counters() const noexcept {
   stats s;
-  s.submitted = hot_.submitted.load(std::memory_order_relaxed);
-  const std::int64_t active = hot_.active.load(std::memory_order_relaxed);
+  // Done counts first: submitted is then never below their sum.
+  s.succeeded = run_.succeeded.load(std::memory_order_acquire);
+  s.failed = failed_.load(std::memory_order_acquire);
+  s.skipped = skipped_.load(std::memory_order_acquire);
+  s.submitted = hot_.submitted.load(std::memory_order_acquire);
   s.running = run_.running.load(std::memory_order_relaxed);
   s.waiting =
       std::max<std::int64_t>(0, waiting_.load(std::memory_order_relaxed));
-  s.failed = failed_.load(std::memory_order_relaxed);
-  s.skipped = skipped_.load(std::memory_order_relaxed);
   s.peak = run_.peak.load(std::memory_order_relaxed);
-  s.succeeded =
-      std::max<std::int64_t>(0, s.submitted - active - s.failed - s.skipped);
   return s;
 }
 

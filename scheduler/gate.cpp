@@ -4,6 +4,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <stdexcept>
+#include <thread>
 
 #if defined(__SANITIZE_THREAD__)
 #define ERRGROUP_TSAN 1
@@ -29,6 +30,18 @@ constexpr bool resumable = true;
 #else
 constexpr bool resumable = false;
 #endif
+
+// Spinning before a blocked thread parks: pause instructions, then yields.
+constexpr int spin_pauses = 256;
+constexpr int spin_yields = 8;
+
+inline void pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 bool tbb_thread() noexcept {
   return tbb::this_task_arena::current_thread_index() >= 0;
@@ -65,7 +78,18 @@ void blocking_waiter::block() noexcept {
     return;  // possibly on another thread now
   }
 #endif
-  sem_.acquire();
+  // A hand-off often comes within microseconds: spin a little before
+  // parking, so neither side pays for a futex wake-up then.
+  for (int i = 0; i < spin_pauses; ++i) {
+    if (woken_.load(std::memory_order_acquire)) return;
+    pause();
+  }
+  for (int i = 0; i < spin_yields; ++i) {
+    if (woken_.load(std::memory_order_acquire)) return;
+    std::this_thread::yield();
+  }
+  while (!woken_.load(std::memory_order_acquire))
+    woken_.wait(false, std::memory_order_acquire);
 }
 
 void blocking_waiter::wake() noexcept {
@@ -76,7 +100,8 @@ void blocking_waiter::wake() noexcept {
     return;
   }
 #endif
-  sem_.release();
+  woken_.store(true, std::memory_order_release);
+  woken_.notify_one();  // a futex call only if the waiter parked
 }
 
 void gate::unlink_locked(waiter& w) noexcept {
@@ -161,6 +186,22 @@ bool gate::cancel(waiter& w) noexcept {
   }
   wake_all(granted);
   return true;
+}
+
+void gate::cancel_all() noexcept {
+  waiter* first = nullptr;
+  waiter* last = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    while (waiter* w = head_) {
+      unlink_locked(*w);
+      w->state_.store(waiter::cancelled, std::memory_order_release);
+      (last ? last->next_ : first) = w;
+      last = w;
+    }
+    state_.fetch_and(~waiters_bit, std::memory_order_release);
+  }
+  wake_all(first);
 }
 
 void gate::release_slow(std::int64_t n) {

@@ -1,11 +1,15 @@
 #include "errgroup/scheduler.hpp"
 
+#include <oneapi/tbb/detail/_small_object_pool.h>
+#include <oneapi/tbb/detail/_task.h>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+
+#include "errgroup/detail/node.hpp"
 
 namespace errgroup {
 namespace {
@@ -93,4 +97,42 @@ scheduler::~scheduler() {
   if (worker_request_ != 0) worker_limit::instance().remove(worker_request_);
 }
 
+namespace detail {
+namespace {
+
+namespace d1 = tbb::detail::d1;
+
+// The no-op task of wake_after_spawn(). Clearing the flag is an acquire
+// RMW: it reads the exchange of every spawner that found the flag set, so
+// their spawns happen before this thread goes back to look for tasks.
+class wake_task final : public d1::task {
+ public:
+  wake_task(std::shared_ptr<node> n, d1::small_object_allocator alloc) noexcept
+      : node_(std::move(n)), alloc_(alloc) {}
+  d1::task* execute(d1::execution_data& ed) override { return done(ed); }
+  d1::task* cancel(d1::execution_data& ed) override { return done(ed); }
+
+ private:
+  d1::task* done(d1::execution_data& ed) {
+    node_->wake_pending().exchange(false, std::memory_order_acq_rel);
+    auto alloc = alloc_;
+    alloc.delete_object(this, ed);
+    return nullptr;
+  }
+  std::shared_ptr<node> node_;  // the flag lives in it
+  d1::small_object_allocator alloc_;
+};
+
+}  // namespace
+
+void wake_after_spawn(node& n) {
+  // A release RMW: the no-op task that clears the flag later sees our spawns.
+  if (n.wake_pending().exchange(true, std::memory_order_acq_rel)) return;
+  d1::small_object_allocator alloc;
+  tbb::detail::r1::enqueue(
+      *alloc.new_object<wake_task>(n.shared_from_this(), alloc),
+      nullptr);  // the current arena
+}
+
+}  // namespace detail
 }  // namespace errgroup

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <latch>
 #include <stdexcept>
+#include <thread>
 
 #include "errgroup/errgroup.hpp"
 
@@ -112,5 +113,44 @@ TEST_SUITE("group.extras") {
     CHECK_FALSE(g.wait());
     CHECK(calls.load() >= 1);
     CHECK(last_done.load() <= 100);
+  }
+
+  TEST_CASE("counters never go down while tasks succeed and fail") {
+    // A reader on another thread sees each counter only grow, and never
+    // more tasks done than submitted, whatever the interleaving.
+    for (int threads : {1, 2, 4}) {
+      CAPTURE(threads);
+      errgroup::scheduler s{threads};
+      errgroup::group g{s};
+      std::atomic<bool> stop{false};
+      std::atomic<int> bad{0};
+      std::thread reader([&] {
+        errgroup::group::stats last;
+        while (!stop.load()) {
+          const errgroup::group::stats now = g.counters();
+          if (now.submitted < last.submitted ||
+              now.succeeded < last.succeeded || now.failed < last.failed ||
+              now.skipped < last.skipped || now.peak < last.peak ||
+              now.succeeded + now.failed + now.skipped > now.submitted)
+            ++bad;
+          last = now;
+        }
+      });
+      constexpr int tasks = 20000;
+      for (int i = 0; i < tasks; ++i)
+        g.go([i]() -> errgroup::error {
+          if (i % 3 == 0) return errgroup::make_error<std::runtime_error>("x");
+          return {};
+        });
+      CHECK(static_cast<bool>(g.wait()));
+      stop = true;
+      reader.join();
+      CHECK(bad.load() == 0);
+      const errgroup::group::stats end = g.counters();
+      CHECK(end.submitted == tasks);
+      CHECK(end.failed == (tasks + 2) / 3);
+      CHECK(end.succeeded == tasks - end.failed);
+      CHECK(end.running == 0);
+    }
   }
 }

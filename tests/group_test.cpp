@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <semaphore>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -1611,6 +1612,34 @@ TEST_SUITE("group.deadlock") {
       hold.count_down();
       CHECK_FALSE(blocked.wait());
       CHECK_FALSE(g.wait());
+    }
+  }
+
+  // oneTBB's spawn may leave a task unseen by a thread that is just going to
+  // sleep; it is run when the spawning thread waits. Here nobody waits: the
+  // caller blocks until the task has run, round after round, each round
+  // racing the previous task's thread going idle.
+  TEST_CASE("a task started by go runs although nobody waits for the group") {
+    constexpr int rounds = 300000;
+    const auto check = [&](errgroup::scheduler& s) {
+      errgroup::group g{s};
+      std::binary_semaphore ran{0};
+      for (int i = 0; i < rounds; ++i) {
+        g.go([&] { ran.release(); });
+        ran.acquire();  // a lost task hangs here (CTest timeout)
+      }
+      CHECK_FALSE(g.wait());
+      CHECK(g.counters().succeeded == rounds);
+    };
+    SUBCASE("default scheduler") {
+      check(errgroup::scheduler::default_scheduler());
+    }
+    SUBCASE("owned schedulers") {
+      for (int threads : thread_counts) {
+        CAPTURE(threads);
+        errgroup::scheduler s{threads};
+        check(s);
+      }
     }
   }
 }  // TEST_SUITE("group.deadlock")

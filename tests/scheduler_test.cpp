@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
+#include <oneapi/tbb/task_scheduler_observer.h>
 
 #include <atomic>
 #include <barrier>
@@ -15,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "errgroup/group.hpp"
 
@@ -41,17 +43,35 @@ class thread_set {
   std::set<std::thread::id> ids_;
 };
 
-// run_group(s, tasks) runs `tasks` tasks on s through an errgroup::group,
-// each recording the concurrency of the arena it ran in, and checks that all
-// ran and that every one saw `arena_concurrency`.
-void run_group(errgroup::scheduler& s, int tasks, int arena_concurrency) {
+// in_arena tells whether the calling thread is inside one arena: a oneTBB
+// observer sees each thread enter and leave it.
+class in_arena final : public tbb::task_scheduler_observer {
+ public:
+  explicit in_arena(tbb::task_arena& a) : tbb::task_scheduler_observer(a) {
+    observe(true);
+  }
+  ~in_arena() override { observe(false); }
+  void on_scheduler_entry(bool) override { inside_.push_back(this); }
+  void on_scheduler_exit(bool) override {
+    if (!inside_.empty() && inside_.back() == this) inside_.pop_back();
+  }
+  bool here() const { return !inside_.empty() && inside_.back() == this; }
+
+ private:
+  static thread_local std::vector<const in_arena*> inside_;
+};
+thread_local std::vector<const in_arena*> in_arena::inside_;
+
+// run_group(s, tasks, arena) runs `tasks` tasks on s through an
+// errgroup::group and checks that all ran, each inside `arena`.
+void run_group(errgroup::scheduler& s, int tasks, tbb::task_arena& arena) {
   std::atomic<int> ran{0}, elsewhere{0};
+  in_arena where(arena);
   errgroup::group g{s};
   for (int i = 0; i < tasks; ++i)
     g.go([&] {
       ran.fetch_add(1);
-      if (tbb::this_task_arena::max_concurrency() != arena_concurrency)
-        elsewhere.fetch_add(1);
+      if (!where.here()) elsewhere.fetch_add(1);
     });
   CHECK_FALSE(static_cast<bool>(g.wait()));
   CHECK(ran.load() == tasks);
@@ -180,15 +200,16 @@ TEST_SUITE("scheduler") {
     constexpr int tasks = 200;
     SUBCASE("the default scheduler runs tasks in the caller's arena") {
       errgroup::scheduler& s = errgroup::scheduler::default_scheduler();
-      run_group(s, tasks, tbb::this_task_arena::max_concurrency());
+      tbb::task_arena here{tbb::task_arena::attach{}};
+      run_group(s, tasks, here);
       tbb::task_arena other(3);
-      other.execute([&] { run_group(s, tasks, 3); });
+      other.execute([&] { run_group(s, tasks, other); });
     }
     SUBCASE("an owned scheduler runs tasks in its own arena") {
       for (int n : {1, 2, 4, 8}) {
         CAPTURE(n);
         errgroup::scheduler s{n};
-        run_group(s, tasks, s.arena().max_concurrency());
+        run_group(s, tasks, s.arena());
       }
     }
     SUBCASE("an adopted arena runs the tasks") {
@@ -196,7 +217,7 @@ TEST_SUITE("scheduler") {
         CAPTURE(n);
         tbb::task_arena arena(n);
         errgroup::scheduler s{arena};
-        run_group(s, tasks, n);
+        run_group(s, tasks, arena);
       }
     }
     SUBCASE("a group's error comes back through every kind") {

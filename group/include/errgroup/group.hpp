@@ -34,7 +34,9 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <system_error>
 #include <type_traits>
@@ -356,6 +358,7 @@ class group {
   // the limit; count_in() makes wait() cover one more task.
   int enter(detail::task_base& t);
   void count_in() noexcept;
+  std::int64_t active() const noexcept;
   void submit(detail::task_base& t);
   error submit_until(detail::task_base& t,
                      std::chrono::steady_clock::time_point deadline);
@@ -391,20 +394,29 @@ class group {
   std::atomic<bool> has_error_{false};
 
   // Producers and finishing tasks share this line (as with oneTBB's own
-  // wait_context); running tasks count themselves on the next one.
+  // wait_context); running tasks count themselves on the next one. A task
+  // is active from submission until it is counted succeeded, failed or
+  // skipped (before the group stops waiting for it).
   struct alignas(64) hot {
     tbb::detail::d1::wait_context wait{0};
-    std::atomic<std::int64_t> active{0};  // admitted or waiting, not done
     std::atomic<std::int64_t> submitted{0};
   } hot_;
   struct alignas(64) run_counts {
     std::atomic<std::int64_t> running{0};
     std::atomic<std::int64_t> peak{0};
+    std::atomic<std::int64_t> succeeded{0};
   } run_;
   std::atomic<std::int64_t> waiting_{0};
   std::atomic<std::int64_t> failed_{0};
   std::atomic<std::int64_t> skipped_{0};
   detail::gate slots_{0};
+  // On a context group: when the context is cancelled, every task queued
+  // for a slot is woken as cancelled (and skipped) in one pass.
+  struct cancel_queued {
+    group* g;
+    void operator()() const noexcept;
+  };
+  std::optional<std::stop_callback<cancel_queued>> cancel_all_;
   mutable std::mutex mu_;
   error first_;  // guarded by mu_
   bool keep_errors_ = false;

@@ -24,6 +24,7 @@
 
 #include <oneapi/tbb/task_arena.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
@@ -90,6 +91,20 @@ void run_in_arena(const scheduler& s, const void* tag, Fn&& fn) {
   else
     tbb::detail::r1::isolate_within_arena(d, isolation);
 }
+
+class node;
+
+// wake_after_spawn(n) makes sure that a thread of the current arena looks
+// for tasks after every task this thread has spawned so far under n.
+// oneTBB's spawn does not promise it: its wake-up check is racy by design
+// (arena.h: "the missed wakeup is not a correctness problem"), which holds
+// only when the spawning thread later waits for the task itself. A thread
+// that may not (it leaves the arena, or waits for other work) calls this
+// right after spawning, in the same arena. It enqueues a no-op task, which
+// wakes a thread reliably and runs on a thread outside any isolated wait,
+// which then sees the earlier spawns; unless the no-op task enqueued before
+// for n has not started yet. Never blocks; safe on any thread.
+void wake_after_spawn(node& n);
 
 }  // namespace detail
 }  // namespace errgroup

@@ -14,7 +14,6 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <semaphore>
 
 #include "errgroup/context.hpp"
 #include "errgroup/error.hpp"
@@ -52,7 +51,7 @@ class waiter {
 // How a party that must wait does it.
 enum class wait_kind {
   suspend,  // suspend the calling oneTBB task; the thread runs other work
-  block,    // block the calling thread on a semaphore
+  block,    // block the calling thread (after a short spin)
   queue,    // do not wait: queue the work and return
   help,     // run the waited-for group's tasks until woken (not in a task)
 };
@@ -81,7 +80,7 @@ class blocking_waiter final : public waiter {
   bool suspend_;
   std::atomic<int> handshake_{0};
   void* suspend_point_ = nullptr;
-  std::binary_semaphore sem_{0};
+  std::atomic<bool> woken_{false};
 };
 
 class gate {
@@ -125,6 +124,10 @@ class gate {
   // whether it removed w (the caller then wakes or disposes of w). False
   // means w was already granted.
   bool cancel(waiter& w) noexcept;
+
+  // cancel_all() removes every waiter, marks each cancelled and wakes it:
+  // one pass under the lock, for a group whose context was cancelled.
+  void cancel_all() noexcept;
 
   // release(n) gives n units back and wakes waiters in order. Throws
   // std::logic_error("semaphore: released more than held") when more than is

@@ -58,6 +58,8 @@ group::~group() {
   } catch (...) {
     // wait() only throws for a wait from one of our own tasks; nothing to do.
   }
+  if (hot_.submitted.load(std::memory_order_acquire) & nudge_bit)
+    detail::forget_nudge(this);
 }
 
 group_and_context with_context(const context& parent, scheduler& s) {
@@ -109,7 +111,7 @@ bool group::skip_cancelled() {
       waited_.load(std::memory_order_acquire) ||
       limit_.load(std::memory_order_relaxed) == 0)
     return false;
-  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+  hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
   skipped_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -127,17 +129,24 @@ int group::enter(detail::task_base& t) {
   return limit;
 }
 
-void group::count_in() noexcept {
-  hot_.wait.reserve();
-  hot_.submitted.fetch_add(1, std::memory_order_relaxed);
+void group::count_in() noexcept { hot_.wait.reserve(); }
+
+std::int64_t group::done() const noexcept {
+  return run_.succeeded.load(std::memory_order_acquire) +
+         failed_.load(std::memory_order_acquire) +
+         skipped_.load(std::memory_order_acquire);
+}
+
+std::int64_t group::submitted() const noexcept {
+  // Done counts first. A task is counted submitted just after its spawn, so
+  // it may be done before that: it is submitted then all the same.
+  const std::int64_t d = done();
+  return std::max(d, hot_.submitted.load(std::memory_order_acquire) >> 1);
 }
 
 std::int64_t group::active() const noexcept {
-  // Each task is counted done before the group stops waiting for it.
-  const std::int64_t done = run_.succeeded.load(std::memory_order_acquire) +
-                            failed_.load(std::memory_order_acquire) +
-                            skipped_.load(std::memory_order_acquire);
-  return hot_.submitted.load(std::memory_order_acquire) - done;
+  return submitted() - done() +
+         std::max<std::int64_t>(0, waiting_.load(std::memory_order_acquire));
 }
 
 void group::submit(detail::task_base& t) {
@@ -267,7 +276,6 @@ void group::abandon(detail::task_base& t) noexcept {
   t.destroy(nullptr);
   if (units_gate != nullptr) units_gate->release(units);
   if (held_slot) slots_.release(1);
-  hot_.submitted.fetch_sub(1, std::memory_order_relaxed);
   hot_.wait.release();
 }
 
@@ -289,12 +297,27 @@ void group::on_admission(detail::task_base& t) noexcept {
 
 void group::spawn(detail::task_base& t) noexcept {
   // A task of ours goes back to a loop that runs our tasks; anyone else may
-  // not, and oneTBB's spawn alone can leave t unseen by sleeping threads.
+  // not, and oneTBB's spawn alone can leave t unseen by sleeping threads:
+  // counting t submitted also sets the nudge flag (detail::request_nudge).
   const bool own = in_own_task();
   detail::run_in_arena(*sched_, this, [&] {
     tbb::detail::d1::spawn(t, node_->tbb_context());
-    if (!own) detail::wake_after_spawn(*node_);
+    if (own) {
+      hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
+      return;
+    }
+    std::int64_t s = hot_.submitted.load(std::memory_order_relaxed);
+    while (!hot_.submitted.compare_exchange_weak(
+        s, (s + one_submitted) | nudge_bit, std::memory_order_acq_rel,
+        std::memory_order_relaxed)) {
+    }
+    if (!(s & nudge_bit)) detail::request_nudge(this, &clear_nudge);
   });
+}
+
+void group::clear_nudge(void* self) noexcept {
+  static_cast<group*>(self)->hot_.submitted.fetch_and(
+      ~nudge_bit, std::memory_order_acq_rel);
 }
 
 void group::start() noexcept {
@@ -308,6 +331,10 @@ void group::start() noexcept {
 
 void group::skip(detail::task_base& t,
                  const tbb::detail::d1::execution_data* ed) noexcept {
+  // With ed, oneTBB skipped a spawned task (counted then); else t was
+  // never spawned.
+  if (ed == nullptr)
+    hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
   const bool held_slot = t.holds_slot_;
   detail::gate* units_gate = t.holds_units_ ? t.units_gate_ : nullptr;
   const std::int64_t units = t.units_;
@@ -449,11 +476,12 @@ bool group::in_own_task() const noexcept {
 
 group::stats group::counters() const noexcept {
   stats s;
-  // Done counts first: submitted is then never below their sum.
   s.succeeded = run_.succeeded.load(std::memory_order_acquire);
   s.failed = failed_.load(std::memory_order_acquire);
   s.skipped = skipped_.load(std::memory_order_acquire);
-  s.submitted = hot_.submitted.load(std::memory_order_acquire);
+  // As submitted(), from the same done counts.
+  s.submitted = std::max(s.succeeded + s.failed + s.skipped,
+                         hot_.submitted.load(std::memory_order_acquire) >> 1);
   s.running = run_.running.load(std::memory_order_relaxed);
   s.waiting =
       std::max<std::int64_t>(0, waiting_.load(std::memory_order_relaxed));

@@ -1,13 +1,16 @@
 #include "errgroup/scheduler.hpp"
 
-#include <oneapi/tbb/detail/_small_object_pool.h>
-#include <oneapi/tbb/detail/_task.h>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "errgroup/detail/node.hpp"
 
@@ -100,39 +103,82 @@ scheduler::~scheduler() {
 namespace detail {
 namespace {
 
-namespace d1 = tbb::detail::d1;
-
-// The no-op task of wake_after_spawn(). Clearing the flag is an acquire
-// RMW: it reads the exchange of every spawner that found the flag set, so
-// their spawns happen before this thread goes back to look for tasks.
-class wake_task final : public d1::task {
+// nudger is the one thread behind request_nudge(). It is started on first
+// use and never stopped; it sleeps while nobody asks. A request waits about
+// `delay`, so a producer that keeps spawning asks about once per delay.
+class nudger {
  public:
-  wake_task(std::shared_ptr<node> n, d1::small_object_allocator alloc) noexcept
-      : node_(std::move(n)), alloc_(alloc) {}
-  d1::task* execute(d1::execution_data& ed) override { return done(ed); }
-  d1::task* cancel(d1::execution_data& ed) override { return done(ed); }
+  static nudger& instance() {
+    static nudger* n = [] {
+      auto* created = new nudger();  // never destroyed
+      // At exit, oneTBB may be shutting down: touch no arena from then on.
+      std::atexit([] {
+        nudger& self = instance();
+        std::lock_guard lock(self.mu_);
+        self.exiting_ = true;
+      });
+      return created;
+    }();
+    return *n;
+  }
+
+  void request(void* owner, void (*clear)(void*) noexcept) {
+    auto arena = std::make_unique<tbb::task_arena>(tbb::task_arena::attach{});
+    std::lock_guard lock(mu_);
+    requests_.push_back({owner, clear, std::move(arena)});
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { run(); }).detach();
+    }
+    if (requests_.size() == 1) cv_.notify_one();
+  }
+
+  void forget(void* owner) noexcept {
+    std::lock_guard lock(mu_);
+    std::erase_if(requests_, [&](const entry& e) { return e.owner == owner; });
+  }
 
  private:
-  d1::task* done(d1::execution_data& ed) {
-    node_->wake_pending().exchange(false, std::memory_order_acq_rel);
-    auto alloc = alloc_;
-    alloc.delete_object(this, ed);
-    return nullptr;
+  static constexpr auto delay = std::chrono::milliseconds(1);
+  struct entry {
+    void* owner;
+    void (*clear)(void*) noexcept;
+    std::unique_ptr<tbb::task_arena> arena;
+  };
+
+  void run() {
+    std::vector<entry> batch;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return !requests_.empty(); });
+      lock.unlock();
+      std::this_thread::sleep_for(delay);
+      lock.lock();
+      if (exiting_) return;
+      batch.swap(requests_);
+      // Under the lock: forget() and exit wait for us.
+      for (entry& e : batch) {
+        e.clear(e.owner);
+        e.arena->enqueue([] {});
+      }
+      batch.clear();
+    }
   }
-  std::shared_ptr<node> node_;  // the flag lives in it
-  d1::small_object_allocator alloc_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<entry> requests_;  // guarded by mu_
+  bool started_ = false;
+  bool exiting_ = false;
 };
 
 }  // namespace
 
-void wake_after_spawn(node& n) {
-  // A release RMW: the no-op task that clears the flag later sees our spawns.
-  if (n.wake_pending().exchange(true, std::memory_order_acq_rel)) return;
-  d1::small_object_allocator alloc;
-  tbb::detail::r1::enqueue(
-      *alloc.new_object<wake_task>(n.shared_from_this(), alloc),
-      nullptr);  // the current arena
+void request_nudge(void* owner, void (*clear)(void*) noexcept) {
+  nudger::instance().request(owner, clear);
 }
+
+void forget_nudge(void* owner) noexcept { nudger::instance().forget(owner); }
 
 }  // namespace detail
 }  // namespace errgroup

@@ -13,6 +13,7 @@
 // Assertions run on the test's thread only: tasks report through atomics.
 #include <doctest/doctest.h>
 #include <oneapi/tbb/task.h>
+#include <oneapi/tbb/task_arena.h>
 
 #include <atomic>
 #include <chrono>
@@ -1620,8 +1621,7 @@ TEST_SUITE("group.deadlock") {
   // caller blocks until the task has run, round after round, each round
   // racing the previous task's thread going idle.
   TEST_CASE("a task started by go runs although nobody waits for the group") {
-    constexpr int rounds = 300000;
-    const auto check = [&](errgroup::scheduler& s) {
+    const auto check = [&](errgroup::scheduler& s, int rounds) {
       errgroup::group g{s};
       std::binary_semaphore ran{0};
       for (int i = 0; i < rounds; ++i) {
@@ -1632,14 +1632,21 @@ TEST_SUITE("group.deadlock") {
       CHECK(g.counters().succeeded == rounds);
     };
     SUBCASE("default scheduler") {
-      check(errgroup::scheduler::default_scheduler());
+      check(errgroup::scheduler::default_scheduler(), 3000);
     }
     SUBCASE("owned schedulers") {
       for (int threads : thread_counts) {
         CAPTURE(threads);
         errgroup::scheduler s{threads};
-        check(s);
+        check(s, 3000);
       }
+    }
+    SUBCASE("an adopted arena without workers") {
+      // Only a thread that enters the arena runs its tasks, and the caller
+      // leaves it after each go(): every task needs the library's wake-up.
+      tbb::task_arena one{1};
+      errgroup::scheduler s{one};
+      check(s, 50);
     }
   }
 }  // TEST_SUITE("group.deadlock")

@@ -358,7 +358,12 @@ class group {
   // the limit; count_in() makes wait() cover one more task.
   int enter(detail::task_base& t);
   void count_in() noexcept;
+  // done(), submitted(), active(): tasks finished or skipped; counted in
+  // (spawned or skipped); submitted and not done, or waiting to be.
+  std::int64_t done() const noexcept;
+  std::int64_t submitted() const noexcept;
   std::int64_t active() const noexcept;
+  static void clear_nudge(void* self) noexcept;
   void submit(detail::task_base& t);
   error submit_until(detail::task_base& t,
                      std::chrono::steady_clock::time_point deadline);
@@ -395,8 +400,11 @@ class group {
 
   // Producers and finishing tasks share this line (as with oneTBB's own
   // wait_context); running tasks count themselves on the next one. A task
-  // is active from submission until it is counted succeeded, failed or
-  // skipped (before the group stops waiting for it).
+  // is counted submitted (by one_submitted) when it is spawned or skipped,
+  // and done (succeeded, failed or skipped) before the group stops waiting
+  // for it. Bit 0 of submitted is the nudge flag (see spawn()).
+  static constexpr std::int64_t nudge_bit = 1;
+  static constexpr std::int64_t one_submitted = 2;
   struct alignas(64) hot {
     tbb::detail::d1::wait_context wait{0};
     std::atomic<std::int64_t> submitted{0};

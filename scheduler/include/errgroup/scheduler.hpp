@@ -92,19 +92,23 @@ void run_in_arena(const scheduler& s, const void* tag, Fn&& fn) {
     tbb::detail::r1::isolate_within_arena(d, isolation);
 }
 
-class node;
-
-// wake_after_spawn(n) makes sure that a thread of the current arena looks
-// for tasks after every task this thread has spawned so far under n.
+// request_nudge(owner, clear) makes sure that a thread of the current arena
+// looks for tasks after every task the calling thread has spawned so far.
 // oneTBB's spawn does not promise it: its wake-up check is racy by design
 // (arena.h: "the missed wakeup is not a correctness problem"), which holds
 // only when the spawning thread later waits for the task itself. A thread
-// that may not (it leaves the arena, or waits for other work) calls this
-// right after spawning, in the same arena. It enqueues a no-op task, which
-// wakes a thread reliably and runs on a thread outside any isolated wait,
-// which then sees the earlier spawns; unless the no-op task enqueued before
-// for n has not started yet. Never blocks; safe on any thread.
-void wake_after_spawn(node& n);
+// that may not (it leaves the arena, or waits for other work) sets a flag of
+// the owner's with a release RMW right after spawning, and calls this when
+// the flag was clear. About a millisecond later one thread calls
+// clear(owner), which must clear the flag with an acquire RMW (so every
+// spawn that found the flag set is visible to it), then enqueues a no-op
+// task into this arena: an enqueued task always runs (oneTBB lends an arena
+// without workers a thread for it), and the thread that runs it then finds
+// the spawned tasks. A busy producer thus pays one RMW per spawn and a call
+// here about once per millisecond. forget_nudge(owner) drops the owner's
+// request (before the owner goes away). Never block; safe on any thread.
+void request_nudge(void* owner, void (*clear)(void*) noexcept);
+void forget_nudge(void* owner) noexcept;
 
 }  // namespace detail
 }  // namespace errgroup

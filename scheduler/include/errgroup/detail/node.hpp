@@ -45,10 +45,6 @@ class node : public std::enable_shared_from_this<node> {
   }
   void set_deadline(context::clock::time_point t);
 
-  // wake_pending() is the flag of detail::wake_after_spawn() for the tasks
-  // spawned under this node.
-  std::atomic<bool>& wake_pending() noexcept { return wake_pending_; }
-
   // live_nodes() counts nodes alive in the process (for leak tests).
   static long live_nodes() noexcept;
 
@@ -60,7 +56,6 @@ class node : public std::enable_shared_from_this<node> {
   node() = default;
 
   std::atomic<bool> done_{false};
-  std::atomic<bool> wake_pending_{false};
   std::mutex mu_;
   error err_, cause_;  // written once under mu_, before done_
   std::optional<context::clock::time_point> deadline_;

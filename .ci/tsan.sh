@@ -45,7 +45,10 @@ cmake -S . -B "$build" -G Ninja \
   exit 1
 }
 targets=(errgroup_tests)
-if cmake --build "$build" --target help | grep -q '^errgroup_soak:'; then
+# (Captured first: with pipefail, `... | grep -q` fails when grep stops
+# reading early and the writer gets SIGPIPE.)
+help=$(cmake --build "$build" --target help)
+if grep -q '^errgroup_soak:' <<<"$help"; then
   targets+=(errgroup_soak)
 else
   echo "tsan: warning: no errgroup_soak target (tests/CMakeLists.txt lacks add_subdirectory(soak))" >&2
@@ -55,9 +58,10 @@ echo "tsan: built ($((SECONDS - start)) s)"
 
 # Both programs must load the instrumented libtbb, not the distro one.
 tests_bin=$(find "$build" -name errgroup_tests -type f -perm -u+x | head -n 1)
-if ! ldd "$tests_bin" | grep -q "$prefix/lib/libtbb"; then
+libs=$(ldd "$tests_bin")
+if ! grep -q "$prefix/lib/libtbb" <<<"$libs"; then
   echo "tsan: $tests_bin does not load $prefix/lib/libtbb.so:" >&2
-  ldd "$tests_bin" | grep tbb >&2 || true
+  grep tbb <<<"$libs" >&2 || true
   exit 1
 fi
 

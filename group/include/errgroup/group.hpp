@@ -212,7 +212,10 @@ class group {
   // waiting go() gives up when the context is cancelled, and a go() after
   // cancellation starts nothing: f is destroyed uninvoked and counts as
   // skipped. Throws std::logic_error when the limit is 0, or on a context
-  // group after its wait() returned.
+  // group after its wait() returned. A started task runs even if nobody
+  // waits: oneTBB's spawn alone does not promise that (its wake-up check is
+  // racy), so a go() from outside the group's tasks makes sure a thread
+  // wakes up for it (detail::request_nudge; within about a millisecond).
   template <class F>
   void go(F&& f) {
     static_assert(detail::check_task<std::decay_t<F>>());

@@ -58,8 +58,7 @@ group::~group() {
   } catch (...) {
     // wait() only throws for a wait from one of our own tasks; nothing to do.
   }
-  if (hot_.submitted.load(std::memory_order_acquire) & nudge_bit)
-    detail::forget_nudge(this);
+  nudge_.forget();
 }
 
 group_and_context with_context(const context& parent, scheduler& s) {
@@ -68,7 +67,10 @@ group_and_context with_context(const context& parent, scheduler& s) {
 }
 
 void group::set_limit(int n) {
-  const std::int64_t active = this->active();
+  // A task of ours calling is active, counted or not yet (its spawner counts
+  // it just after the spawn).
+  const std::int64_t active =
+      std::max<std::int64_t>(this->active(), in_own_task() ? 1 : 0);
   if (active != 0)
     throw std::logic_error("errgroup: modify limit while " +
                            std::to_string(active) +
@@ -280,25 +282,31 @@ void group::abandon(detail::task_base& t) noexcept {
 }
 
 void group::on_admission(detail::task_base& t) noexcept {
+  // This thread may be no caller of ours (it released a budget's units, or
+  // cancelled), and once t is spawned or skipped wait() could return: hold
+  // it until we are done with the group.
+  hot_.wait.reserve();
   t.cancel_cb_.reset();
-  waiting_.fetch_sub(1, std::memory_order_relaxed);
   if (t.waiter_.outcome() != detail::waiter::granted ||
       (has_context_ && node_->cancelled())) {
     if (t.waiter_.outcome() == detail::waiter::granted)
       (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
     skip(t, nullptr);
-    return;
+  } else {
+    (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
+    ++t.stage_;
+    // Go on with the next stage; this thread is not ours to block.
+    if (admit(t, /*may_block=*/false)) spawn(t);
   }
-  (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
-  ++t.stage_;
-  // Go on with the next stage; this thread is not ours to block.
-  if (admit(t, /*may_block=*/false)) spawn(t);
+  // Only now: t counts as waiting, submitted or done throughout (active()).
+  waiting_.fetch_sub(1, std::memory_order_relaxed);
+  hot_.wait.release();  // last
 }
 
 void group::spawn(detail::task_base& t) noexcept {
   // A task of ours goes back to a loop that runs our tasks; anyone else may
   // not, and oneTBB's spawn alone can leave t unseen by sleeping threads:
-  // counting t submitted also sets the nudge flag (detail::request_nudge).
+  // counting t submitted also sets the nudge flag (detail::nudge).
   const bool own = in_own_task();
   detail::run_in_arena(*sched_, this, [&] {
     tbb::detail::d1::spawn(t, node_->tbb_context());
@@ -311,7 +319,7 @@ void group::spawn(detail::task_base& t) noexcept {
         s, (s + one_submitted) | nudge_bit, std::memory_order_acq_rel,
         std::memory_order_relaxed)) {
     }
-    if (!(s & nudge_bit)) detail::request_nudge(this, &clear_nudge);
+    if (!(s & nudge_bit)) nudge_.request(sched_->target());
   });
 }
 

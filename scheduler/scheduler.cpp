@@ -101,10 +101,9 @@ scheduler::~scheduler() {
 }
 
 namespace detail {
-namespace {
 
-// nudger is the one thread behind request_nudge(). It is started on first
-// use and never stopped; it sleeps while nobody asks. A request waits about
+// nudger is the one thread behind nudge. It is started on first use and
+// never stopped; it sleeps while nobody asks. A request waits about
 // `delay`, so a producer that keeps spawning asks about once per delay.
 class nudger {
  public:
@@ -122,63 +121,65 @@ class nudger {
     return *n;
   }
 
-  void request(void* owner, void (*clear)(void*) noexcept) {
-    auto arena = std::make_unique<tbb::task_arena>(tbb::task_arena::attach{});
+  void request(nudge& r, tbb::task_arena* arena) {
     std::lock_guard lock(mu_);
-    requests_.push_back({owner, clear, std::move(arena)});
+    if (r.queued_) return;
+    r.arena_ = arena;
+    if (arena == nullptr) r.attached_.emplace(tbb::task_arena::attach{});
+    r.next_ = head_;
+    r.queued_ = true;
+    head_ = &r;
     if (!started_) {
       started_ = true;
       std::thread([this] { run(); }).detach();
     }
-    if (requests_.size() == 1) cv_.notify_one();
+    if (r.next_ == nullptr) cv_.notify_one();
   }
 
-  void forget(void* owner) noexcept {
+  void forget(nudge& r) noexcept {
     std::lock_guard lock(mu_);
-    std::erase_if(requests_, [&](const entry& e) { return e.owner == owner; });
+    if (r.queued_) {
+      nudge** p = &head_;
+      while (*p != &r) p = &(*p)->next_;
+      *p = r.next_;
+      r.queued_ = false;
+    }
+    r.attached_.reset();
   }
 
  private:
   static constexpr auto delay = std::chrono::milliseconds(1);
-  struct entry {
-    void* owner;
-    void (*clear)(void*) noexcept;
-    std::unique_ptr<tbb::task_arena> arena;
-  };
 
   void run() {
-    std::vector<entry> batch;
     std::unique_lock lock(mu_);
     for (;;) {
-      cv_.wait(lock, [&] { return !requests_.empty(); });
+      cv_.wait(lock, [&] { return head_ != nullptr; });
       lock.unlock();
       std::this_thread::sleep_for(delay);
       lock.lock();
       if (exiting_) return;
-      batch.swap(requests_);
       // Under the lock: forget() and exit wait for us.
-      for (entry& e : batch) {
-        e.clear(e.owner);
-        e.arena->enqueue([] {});
+      while (nudge* r = head_) {
+        head_ = r->next_;
+        r->queued_ = false;
+        r->clear_(r->owner_);
+        (r->arena_ != nullptr ? *r->arena_ : *r->attached_).enqueue([] {});
       }
-      batch.clear();
     }
   }
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<entry> requests_;  // guarded by mu_
+  nudge* head_ = nullptr;  // guarded by mu_
   bool started_ = false;
   bool exiting_ = false;
 };
 
-}  // namespace
-
-void request_nudge(void* owner, void (*clear)(void*) noexcept) {
-  nudger::instance().request(owner, clear);
+void nudge::request(tbb::task_arena* arena) {
+  nudger::instance().request(*this, arena);
 }
 
-void forget_nudge(void* owner) noexcept { nudger::instance().forget(owner); }
+void nudge::forget() noexcept { nudger::instance().forget(*this); }
 
 }  // namespace detail
 }  // namespace errgroup

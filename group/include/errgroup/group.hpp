@@ -215,7 +215,7 @@ class group {
   // group after its wait() returned. A started task runs even if nobody
   // waits: oneTBB's spawn alone does not promise that (its wake-up check is
   // racy), so a go() from outside the group's tasks makes sure a thread
-  // wakes up for it (detail::request_nudge; within about a millisecond).
+  // wakes up for it (detail::nudge; within about a millisecond).
   template <class F>
   void go(F&& f) {
     static_assert(detail::check_task<std::decay_t<F>>());
@@ -412,6 +412,7 @@ class group {
     tbb::detail::d1::wait_context wait{0};
     std::atomic<std::int64_t> submitted{0};
   } hot_;
+  detail::nudge nudge_{this, &clear_nudge};
   struct alignas(64) run_counts {
     std::atomic<std::int64_t> running{0};
     std::atomic<std::int64_t> peak{0};

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 namespace errgroup {
 
@@ -92,23 +93,44 @@ void run_in_arena(const scheduler& s, const void* tag, Fn&& fn) {
     tbb::detail::r1::isolate_within_arena(d, isolation);
 }
 
-// request_nudge(owner, clear) makes sure that a thread of the current arena
-// looks for tasks after every task the calling thread has spawned so far.
-// oneTBB's spawn does not promise it: its wake-up check is racy by design
-// (arena.h: "the missed wakeup is not a correctness problem"), which holds
-// only when the spawning thread later waits for the task itself. A thread
-// that may not (it leaves the arena, or waits for other work) sets a flag of
-// the owner's with a release RMW right after spawning, and calls this when
-// the flag was clear. About a millisecond later one thread calls
-// clear(owner), which must clear the flag with an acquire RMW (so every
-// spawn that found the flag set is visible to it), then enqueues a no-op
-// task into this arena: an enqueued task always runs (oneTBB lends an arena
-// without workers a thread for it), and the thread that runs it then finds
-// the spawned tasks. A busy producer thus pays one RMW per spawn and a call
-// here about once per millisecond. forget_nudge(owner) drops the owner's
-// request (before the owner goes away). Never block; safe on any thread.
-void request_nudge(void* owner, void (*clear)(void*) noexcept);
-void forget_nudge(void* owner) noexcept;
+// nudge makes sure that a thread of an arena looks for tasks after every
+// task its owner's threads have spawned there so far. oneTBB's spawn does
+// not promise it: its wake-up check is racy by design (arena.h: "the missed
+// wakeup is not a correctness problem"), which holds only when the spawning
+// thread later waits for the task itself. A thread that may not (it leaves
+// the arena, or waits for other work) sets a flag of the owner's with a
+// release RMW right after spawning, and calls request() when the flag was
+// clear. About a millisecond later one process-wide thread calls clear(),
+// which must clear the flag with an acquire RMW (so every spawn that found
+// the flag set is visible to it), then enqueues a no-op task into the
+// arena: an enqueued task always runs (oneTBB lends an arena without workers
+// a thread for it), and the thread that runs it then finds the spawned
+// tasks. A busy producer thus pays one RMW per spawn and a request about
+// once per millisecond; a request allocates nothing. The owner keeps its
+// nudge and calls forget() before it goes away. Never block; safe on any
+// thread.
+class nudge {
+ public:
+  nudge(void* owner, void (*clear)(void*) noexcept) noexcept
+      : owner_(owner), clear_(clear) {}
+  nudge(const nudge&) = delete;
+  nudge& operator=(const nudge&) = delete;
+
+  // request(arena): call inside the arena the tasks were spawned in; arena
+  // is that arena when the caller knows it outlives the owner, else null
+  // (the calling thread's current arena is attached).
+  void request(tbb::task_arena* arena);
+  void forget() noexcept;
+
+ private:
+  friend class nudger;
+  void* owner_;
+  void (*clear_)(void*) noexcept;
+  tbb::task_arena* arena_ = nullptr;
+  std::optional<tbb::task_arena> attached_;
+  nudge* next_ = nullptr;  // in the nudger's list, under its mutex
+  bool queued_ = false;
+};
 
 }  // namespace detail
 }  // namespace errgroup

@@ -221,20 +221,23 @@ bool group::admit(detail::task_base& t, bool may_block, const context* bound,
         }
         t.cancel_cb_.reset();
       } else if (kind == detail::wait_kind::help) {
-        detail::helping_waiter w(n);
-        if (g->take_or_enqueue(w)) {
-          w.done_.release();
-        } else {
-          waiting_.fetch_add(1, std::memory_order_relaxed);
-          std::stop_callback cb(stop(), [&]() noexcept {
-            if (g->cancel(w)) w.wake();
-          });
-          detail::run_in_arena(*sched_, this, [&] {
-            tbb::detail::d1::wait(w.done_, node_->tbb_context());
-          });
-          waiting_.fetch_sub(1, std::memory_order_relaxed);
+        // A slot between short tasks frees sooner than a wait is set up.
+        if (!g->try_acquire_spinning(n)) {
+          detail::helping_waiter w(n);
+          if (g->take_or_enqueue(w)) {
+            w.done_.release();
+          } else {
+            waiting_.fetch_add(1, std::memory_order_relaxed);
+            std::stop_callback cb(stop(), [&]() noexcept {
+              if (g->cancel(w)) w.wake();
+            });
+            detail::run_in_arena(*sched_, this, [&] {
+              tbb::detail::d1::wait(w.done_, node_->tbb_context());
+            });
+            waiting_.fetch_sub(1, std::memory_order_relaxed);
+          }
+          if (w.outcome() != detail::waiter::granted) return give_up();
         }
-        if (w.outcome() != detail::waiter::granted) return give_up();
       } else {
         detail::blocking_waiter w(n, kind);
         if (!g->take_or_enqueue(w)) {

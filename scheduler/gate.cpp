@@ -150,6 +150,14 @@ bool gate::try_acquire_slow(std::int64_t n) noexcept {
   return false;
 }
 
+bool gate::try_acquire_spinning(std::int64_t n) noexcept {
+  for (int i = 0; i < spin_pauses / 4; ++i) {
+    if (try_acquire(n)) return true;
+    pause();
+  }
+  return false;
+}
+
 bool gate::take_or_enqueue(waiter& w) {
   std::lock_guard lock(mu_);
   // Setting the bit first sends every fast path to the lock, so no release

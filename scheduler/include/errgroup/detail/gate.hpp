@@ -115,6 +115,11 @@ class gate {
     return (s & waiters_bit) ? try_acquire_slow(n) : false;
   }
 
+  // try_acquire_spinning(n) is try_acquire(n) retried for about a
+  // microsecond: a slot between short tasks frees sooner than a wait can be
+  // set up.
+  bool try_acquire_spinning(std::int64_t n) noexcept;
+
   // take_or_enqueue(w) takes w.units() now if possible (returns true), else
   // queues w at the tail (returns false; w is woken later exactly once).
   bool take_or_enqueue(waiter& w);

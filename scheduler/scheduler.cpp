@@ -68,6 +68,9 @@ int scheduler::max_concurrency() const noexcept {
 
 tbb::task_arena& scheduler::arena() {
   if (arena_ != nullptr) return *arena_;
+  // A thread that has not used oneTBB yet has no arena to attach to: enter
+  // its implicit arena first (where go() would run its tasks).
+  tbb::this_task_arena::isolate([] {});
   thread_local std::optional<tbb::task_arena> current;
   current.emplace(tbb::task_arena::attach{});  // the arena we are in now
   return *current;

@@ -200,8 +200,7 @@ TEST_SUITE("scheduler") {
     constexpr int tasks = 200;
     SUBCASE("the default scheduler runs tasks in the caller's arena") {
       errgroup::scheduler& s = errgroup::scheduler::default_scheduler();
-      tbb::task_arena here{tbb::task_arena::attach{}};
-      run_group(s, tasks, here);
+      run_group(s, tasks, s.arena());
       tbb::task_arena other(3);
       other.execute([&] { run_group(s, tasks, other); });
     }
@@ -250,6 +249,11 @@ TEST_SUITE("scheduler") {
       CHECK(in_five == 5);
       CHECK(s.arena().max_concurrency() ==
             tbb::this_task_arena::max_concurrency());
+    }).join();
+    // A thread that never used oneTBB: arena() is where go() runs tasks.
+    std::jthread([] {
+      errgroup::scheduler& s = errgroup::scheduler::default_scheduler();
+      run_group(s, 200, s.arena());
     }).join();
   }
 }  // TEST_SUITE("scheduler")

@@ -266,11 +266,9 @@ struct group_driver {
     if (size >= 0) sem.emplace(size);
     keep = in.ConsumeBool();
     if (keep) g->keep_errors();
-    // One task succeeds first. counters().succeeded is derived (submitted -
-    // active - failed - skipped, clamped at 0), so while a failing task
-    // finishes it reads one low until the task is no longer active; with no
-    // success yet the clamp hides that, and "the task is done" could not be
-    // told from counters(). After one success it can.
+    // One task succeeds first: a fixed opening that every input shares (it
+    // dates from when counters().succeeded was derived and read low while a
+    // task finished; the counts are direct now, and the corpus assumes it).
     auto first = std::make_unique<slot>();
     first->err = errgroup::make_error<std::runtime_error>("never");
     slots.push_back(std::move(first));

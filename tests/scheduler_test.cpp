@@ -5,7 +5,6 @@
 #include <doctest/doctest.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
-#include <oneapi/tbb/task_scheduler_observer.h>
 
 #include <atomic>
 #include <barrier>
@@ -16,7 +15,6 @@
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
-#include <vector>
 
 #include "errgroup/group.hpp"
 
@@ -43,35 +41,33 @@ class thread_set {
   std::set<std::thread::id> ids_;
 };
 
-// in_arena tells whether the calling thread is inside one arena: a oneTBB
-// observer sees each thread enter and leave it.
-class in_arena final : public tbb::task_scheduler_observer {
- public:
-  explicit in_arena(tbb::task_arena& a) : tbb::task_scheduler_observer(a) {
-    observe(true);
+// arena_id(a) is the oneTBB arena behind a task_arena handle (through a
+// pointer to its protected member, taken in a derived class).
+struct arena_peek : tbb::task_arena {
+  static const void* id(const tbb::task_arena& a) {
+    constexpr auto arena = &arena_peek::my_arena;
+    return (a.*arena).load();
   }
-  ~in_arena() override { observe(false); }
-  void on_scheduler_entry(bool) override { inside_.push_back(this); }
-  void on_scheduler_exit(bool) override {
-    if (!inside_.empty() && inside_.back() == this) inside_.pop_back();
-  }
-  bool here() const { return !inside_.empty() && inside_.back() == this; }
-
- private:
-  static thread_local std::vector<const in_arena*> inside_;
 };
-thread_local std::vector<const in_arena*> in_arena::inside_;
+
+// current_arena_id() is the arena the calling thread is in.
+const void* current_arena_id() {
+  tbb::task_arena here{tbb::task_arena::attach{}};
+  return arena_peek::id(here);
+}
 
 // run_group(s, tasks, arena) runs `tasks` tasks on s through an
 // errgroup::group and checks that all ran, each inside `arena`.
 void run_group(errgroup::scheduler& s, int tasks, tbb::task_arena& arena) {
   std::atomic<int> ran{0}, elsewhere{0};
-  in_arena where(arena);
+  arena.initialize();
+  const void* where = arena_peek::id(arena);
+  REQUIRE(where != nullptr);
   errgroup::group g{s};
   for (int i = 0; i < tasks; ++i)
     g.go([&] {
       ran.fetch_add(1);
-      if (!where.here()) elsewhere.fetch_add(1);
+      if (current_arena_id() != where) elsewhere.fetch_add(1);
     });
   CHECK_FALSE(static_cast<bool>(g.wait()));
   CHECK(ran.load() == tasks);

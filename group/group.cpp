@@ -133,22 +133,9 @@ int group::enter(detail::task_base& t) {
 
 void group::count_in() noexcept { hot_.wait.reserve(); }
 
-std::int64_t group::done() const noexcept {
-  return run_.succeeded.load(std::memory_order_acquire) +
-         failed_.load(std::memory_order_acquire) +
-         skipped_.load(std::memory_order_acquire);
-}
-
-std::int64_t group::submitted() const noexcept {
-  // Done counts first. A task is counted submitted just after its spawn, so
-  // it may be done before that: it is submitted then all the same.
-  const std::int64_t d = done();
-  return std::max(d, hot_.submitted.load(std::memory_order_acquire) >> 1);
-}
-
 std::int64_t group::active() const noexcept {
-  return submitted() - done() +
-         std::max<std::int64_t>(0, waiting_.load(std::memory_order_acquire));
+  const stats s = counters();
+  return s.submitted - s.succeeded - s.failed - s.skipped + s.waiting;
 }
 
 void group::submit(detail::task_base& t) {
@@ -490,12 +477,13 @@ group::stats group::counters() const noexcept {
   s.succeeded = run_.succeeded.load(std::memory_order_acquire);
   s.failed = failed_.load(std::memory_order_acquire);
   s.skipped = skipped_.load(std::memory_order_acquire);
-  // As submitted(), from the same done counts.
+  // Done counts first. A task is counted submitted just after its spawn, so
+  // it may be done before that: it is submitted then all the same.
   s.submitted = std::max(s.succeeded + s.failed + s.skipped,
                          hot_.submitted.load(std::memory_order_acquire) >> 1);
   s.running = run_.running.load(std::memory_order_relaxed);
   s.waiting =
-      std::max<std::int64_t>(0, waiting_.load(std::memory_order_relaxed));
+      std::max<std::int64_t>(0, waiting_.load(std::memory_order_acquire));
   s.peak = run_.peak.load(std::memory_order_relaxed);
   return s;
 }

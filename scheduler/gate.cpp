@@ -43,6 +43,21 @@ inline void pause() noexcept {
 #endif
 }
 
+// spin(done, pauses, yields) polls done() between pause instructions, then
+// between yields, and reports whether it came true.
+template <class Done>
+bool spin(Done done, int pauses, int yields) noexcept {
+  for (int i = 0; i < pauses; ++i) {
+    if (done()) return true;
+    pause();
+  }
+  for (int i = 0; i < yields; ++i) {
+    if (done()) return true;
+    std::this_thread::yield();
+  }
+  return done();
+}
+
 bool tbb_thread() noexcept {
   return tbb::this_task_arena::current_thread_index() >= 0;
 }
@@ -80,16 +95,9 @@ void blocking_waiter::block() noexcept {
 #endif
   // A hand-off often comes within microseconds: spin a little before
   // parking, so neither side pays for a futex wake-up then.
-  for (int i = 0; i < spin_pauses; ++i) {
-    if (woken_.load(std::memory_order_acquire)) return;
-    pause();
-  }
-  for (int i = 0; i < spin_yields; ++i) {
-    if (woken_.load(std::memory_order_acquire)) return;
-    std::this_thread::yield();
-  }
-  while (!woken_.load(std::memory_order_acquire))
-    woken_.wait(false, std::memory_order_acquire);
+  const auto woken = [&] { return woken_.load(std::memory_order_acquire); };
+  if (spin(woken, spin_pauses, spin_yields)) return;
+  while (!woken()) woken_.wait(false, std::memory_order_acquire);
 }
 
 void blocking_waiter::wake() noexcept {
@@ -151,11 +159,7 @@ bool gate::try_acquire_slow(std::int64_t n) noexcept {
 }
 
 bool gate::try_acquire_spinning(std::int64_t n) noexcept {
-  for (int i = 0; i < spin_pauses / 4; ++i) {
-    if (try_acquire(n)) return true;
-    pause();
-  }
-  return false;
+  return spin([&] { return try_acquire(n); }, spin_pauses / 4, 0);
 }
 
 bool gate::take_or_enqueue(waiter& w) {

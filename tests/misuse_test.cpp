@@ -34,6 +34,7 @@
 #include "errgroup/group.hpp"
 #include "errgroup/scheduler.hpp"
 #include "errgroup/weighted.hpp"
+#include "misuse_messages.hpp"
 
 using namespace std::chrono_literals;
 
@@ -122,35 +123,8 @@ struct row {
   std::string message;
 };
 
-// The exact texts (group/group.cpp, weighted/weighted.cpp,
-// scheduler/gate.cpp, scheduler/scheduler.cpp).
-std::string limit_active(int n) {
-  return "errgroup: modify limit while " + std::to_string(n) +
-         " tasks in the group are still active";
-}
-const std::string limit_zero =
-    "errgroup: go() with limit 0 could never start a task";
-const std::string wait_self =
-    "errgroup: wait() called from a task of the same group would wait for "
-    "itself";
-const std::string go_after_wait =
-    "errgroup: go() on a context group after its wait() returned (its "
-    "context is done)";
-const std::string units_negative = "errgroup: go() with negative units";
-const std::string units_too_many =
-    "errgroup: go() asks for more units than the budget's size";
-const std::string sem_negative_size = "semaphore: negative size";
-const std::string sem_too_large = "semaphore: size too large";
-const std::string sem_acquire_negative =
-    "semaphore: acquire of a negative weight";
-const std::string sem_try_negative =
-    "semaphore: try_acquire of a negative weight";
-const std::string sem_release_negative =
-    "semaphore: release of a negative weight";
-const std::string sem_acquire_too_many =
-    "semaphore: acquire of more than the semaphore's size";
-const std::string sem_over_release = "semaphore: released more than held";
-const std::string sched_zero = "errgroup: scheduler needs max_concurrency >= 1";
+// The exact texts.
+using namespace misuse_messages;
 
 const std::type_index logic_error = typeid(std::logic_error);
 const std::type_index invalid_argument = typeid(std::invalid_argument);

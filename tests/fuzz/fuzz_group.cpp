@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "../misuse_messages.hpp"
 #include "errgroup/context.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
@@ -77,21 +78,7 @@ void expect_throw(Fn&& fn, const std::string& msg, const char* what) {
   die(what);
 }
 
-std::string limit_active(long long n) {
-  return "errgroup: modify limit while " + std::to_string(n) +
-         " tasks in the group are still active";
-}
-const std::string limit_zero =
-    "errgroup: go() with limit 0 could never start a task";
-const std::string wait_self =
-    "errgroup: wait() called from a task of the same group would wait for "
-    "itself";
-const std::string go_after_wait =
-    "errgroup: go() on a context group after its wait() returned (its context "
-    "is done)";
-const std::string units_negative = "errgroup: go() with negative units";
-const std::string units_too_many =
-    "errgroup: go() asks for more units than the budget's size";
+using namespace misuse_messages;  // the exact texts
 
 errgroup::scheduler& four_threads() {
   static errgroup::scheduler s{4};

@@ -364,10 +364,7 @@ class group {
   // the limit; count_in() makes wait() cover one more task.
   int enter(detail::task_base& t);
   void count_in() noexcept;
-  // done(), submitted(), active(): tasks finished or skipped; counted in
-  // (spawned or skipped); submitted and not done, or waiting to be.
-  std::int64_t done() const noexcept;
-  std::int64_t submitted() const noexcept;
+  // active(): tasks submitted and not done, or waiting to be (counters()).
   std::int64_t active() const noexcept;
   static void clear_nudge(void* self) noexcept;
   void submit(detail::task_base& t);

@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <errgroup/detail/node.hpp>
 #include <errgroup/errgroup.hpp>
 #include <fstream>
 #include <iostream>
@@ -148,8 +149,8 @@ void sizes(benchmark::State& st) {
   st.counters["sizeof_context"] = sizeof(errgroup::context);
   st.counters["sizeof_node"] = sizeof(errgroup::detail::node);
   st.counters["sizeof_weighted"] = sizeof(errgroup::weighted);
-  st.counters["sizeof_task_small_fn"] =
-      sizeof(errgroup::detail::task<small_fn>);
+  st.counters["sizeof_task_small_fn"] = static_cast<double>(
+      errgroup::detail::task_size(sizeof(small_fn), alignof(small_fn)));
   st.counters["sizeof_tbb_task_group"] = sizeof(tbb::task_group);
   st.counters["sizeof_tbb_task_group_context"] =
       sizeof(tbb::task_group_context);

@@ -362,7 +362,7 @@ for k, what in [("sizeof_group", "sizeof(errgroup::group)"),
                 ("sizeof_context", "sizeof(errgroup::context)"),
                 ("sizeof_node", "sizeof(errgroup::detail::node)"),
                 ("sizeof_weighted", "sizeof(errgroup::weighted)"),
-                ("sizeof_task_small_fn", "sizeof(detail::task<lambda capturing 2 pointers>) (oneTBB small-object pool)"),
+                ("sizeof_task_small_fn", "one task of a lambda capturing 2 pointers, bytes (oneTBB small-object pool)"),
                 ("sizeof_tbb_task_group", "sizeof(tbb::task_group) (reference)"),
                 ("sizeof_tbb_task_group_context", "sizeof(tbb::task_group_context) (inside each node)")]:
     if k in sz:

@@ -1,72 +1,106 @@
+// group/group.cpp: a group's life, and a task's from spawn to finish.
+// Admission (waiting for slots and units) is in admission.cpp.
 #include "errgroup/group.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <exception>
 #include <limits>
 #include <string>
+
+#include "group_state.hpp"
 
 namespace errgroup {
 namespace detail {
 
-// helping_waiter is how a thread that runs no task waits for a slot: it runs
-// the group's tasks (and only those) until one of them hands it the slot.
-class helping_waiter final : public waiter {
- public:
-  explicit helping_waiter(std::int64_t n) noexcept : waiter(n) {}
-  void wake() noexcept override { done_.release(); }
-  tbb::detail::d1::wait_context done_{1};
-};
+static_assert(sizeof(group_state) <= 1024 && alignof(group_state) <= 64,
+              "group::state_size is too small for group_state");
+static_assert(alignof(group_task) <= max_task_align);
 
-void admission_waiter::wake() noexcept {
-  // The producer that queued the task and the party that decided its fate
-  // both arrive here; the second one goes on with the admission.
-  if (task_->handshake_.fetch_add(1, std::memory_order_acq_rel) == 1)
-    task_->group_->on_admission(*task_);
+// ---- tasks ----
+
+group_task& new_task(group_state& g, std::size_t size, std::size_t align,
+                     const task_ops& ops) {
+  const std::size_t offset = group_task::offset(align);
+  const std::size_t block = offset + size;
+  d1::small_object_pool* pool = nullptr;
+  void* mem = tbb::detail::r1::allocate(pool, block);  // throws bad_alloc
+  auto* t = ::new (mem) group_task(g, ops, block);
+  t->callable_offset_ = offset;
+  t->pool_ = pool;
+  return *t;
 }
 
-void task_base::canceller::operator()() const noexcept {
-  if (task->waiting_at_->cancel(task->waiter_)) task->waiter_.wake();
+void* callable_of(group_task& t) noexcept { return t.callable(); }
+
+std::size_t task_size(std::size_t size, std::size_t align) noexcept {
+  return group_task::offset(align) + size;
 }
 
-tbb::detail::d1::task* task_base::cancel(tbb::detail::d1::execution_data& ed) {
-  group_->skip(*this, &ed);  // oneTBB skipped us: our context was cancelled
+void constructed(group_task& t) noexcept { t.constructed_ = true; }
+
+void free_task(group_task& t) noexcept { t.destroy(nullptr); }
+
+void group_task::destroy(const d1::execution_data* ed) noexcept {
+  if (constructed_) ops_->destroy(callable());
+  const std::size_t block = block_;
+  d1::small_object_pool* pool = pool_;
+  this->~group_task();
+  if (ed != nullptr)
+    tbb::detail::r1::deallocate(*pool, this, block, *ed);
+  else
+    tbb::detail::r1::deallocate(*pool, this, block);
+}
+
+d1::task* group_task::execute(d1::execution_data& ed) {
+  group_->run(*this, ed);
   return nullptr;
 }
 
-}  // namespace detail
+d1::task* group_task::cancel(d1::execution_data& ed) {
+  // oneTBB skipped us: the group's spawn context was cancelled, by the node
+  // or by the enclosing work (cancelled() notices the latter).
+  group_->node_->cancelled();
+  group_->skip(*this, &ed);
+  return nullptr;
+}
 
-group::group(scheduler& s) : group(detail::node::make(nullptr), false, s) {}
+d1::task* poke::execute(d1::execution_data&) {
+  group_->poked();
+  return nullptr;
+}
 
-group::group(const context& parent, scheduler& s)
-    : group(detail::node::make(parent.node()), true, s) {}
+d1::task* poke::cancel(d1::execution_data&) {
+  group_->poked();
+  return nullptr;
+}
 
-group::group(std::shared_ptr<detail::node> n, bool has_context, scheduler& s)
+// ---- the group ----
+
+group_state::group_state(std::shared_ptr<node> n, bool has_context,
+                         scheduler& s)
     : sched_(&s),
       node_(std::move(n)),
       ctx_(has_context ? context(node_) : context()),
-      has_context_(has_context) {
+      has_context_(has_context),
+      uncaught_(std::uncaught_exceptions()) {
   if (has_context_)
     cancel_all_.emplace(node_->stop_source().get_token(), cancel_queued{this});
 }
 
-void group::cancel_queued::operator()() const noexcept {
-  g->slots_.cancel_all();
-}
-
-group::~group() {
+group_state::~group_state() {
+  // Unwinding past a context group cancels it first: its tasks may be
+  // waiting for that (~tbb::task_group, std::jthread).
+  if (has_context_ && std::uncaught_exceptions() > uncaught_)
+    node_->cancel(cancelled_sentinel(), cancelled_sentinel());
   try {
     wait();
   } catch (...) {
     // wait() only throws for a wait from one of our own tasks; nothing to do.
   }
-  nudge_.forget();
 }
 
-group_and_context with_context(const context& parent, scheduler& s) {
-  auto n = detail::node::make(parent.node());
-  return group_and_context{group(n, true, s), context(n)};
-}
-
-void group::set_limit(int n) {
+void group_state::set_limit(int n) {
   // A task of ours calling is active, counted or not yet (its spawner counts
   // it just after the spawn).
   const std::int64_t active =
@@ -79,36 +113,32 @@ void group::set_limit(int n) {
   limit_.store(n < 0 ? -1 : n, std::memory_order_release);
 }
 
-void group::check_units(detail::gate& g, std::int64_t n) {
-  if (n < 0) throw std::invalid_argument("errgroup: go() with negative units");
-  if (n > g.size())
-    throw std::invalid_argument(
-        "errgroup: go() asks for more units than the budget's size");
-}
-
-bool group::try_take(detail::gate* units_gate, std::int64_t n) noexcept {
+bool group_state::try_take(gate* budget, std::int64_t n) noexcept {
   const int limit = limit_.load(std::memory_order_acquire);
   if (limit == 0 || (has_context_ && node_->cancelled())) return false;
   if (limit > 0 && !slots_.try_acquire(1)) return false;
-  if (units_gate != nullptr && !units_gate->try_acquire(n)) {
+  if (budget != nullptr && !budget->try_acquire(n)) {
     if (limit > 0) slots_.release(1);
     return false;
   }
   return true;
 }
 
-void group::launch(detail::task_base& t, detail::gate* units_gate,
-                   std::int64_t n) noexcept {
-  t.holds_slot_ = limit_.load(std::memory_order_relaxed) > 0;
-  t.units_gate_ = units_gate;
+void group_state::give_back(gate* budget, std::int64_t n) noexcept {
+  holdings{limit_.load(std::memory_order_relaxed) > 0, budget, n}.release(
+      slots_);
+}
+
+void group_state::launch(group_task& t, gate* budget, std::int64_t n) noexcept {
+  t.held_ = {limit_.load(std::memory_order_relaxed) > 0, budget, n};
+  t.budget_ = budget;
   t.units_ = n;
-  t.holds_units_ = units_gate != nullptr;
-  t.stage_ = 2;
+  t.stage_ = stage::admitted;
   count_in();
   spawn(t);
 }
 
-bool group::skip_cancelled() {
+bool group_state::skip_cancelled() {
   if (!has_context_ || !node_->cancelled() ||
       waited_.load(std::memory_order_acquire) ||
       limit_.load(std::memory_order_relaxed) == 0)
@@ -118,7 +148,7 @@ bool group::skip_cancelled() {
   return true;
 }
 
-int group::enter(detail::task_base& t) {
+int group_state::enter(group_task& t) {
   const int limit = limit_.load(std::memory_order_acquire);
   if (limit == 0 || (has_context_ && waited_.load(std::memory_order_acquire))) {
     t.destroy(nullptr);
@@ -131,194 +161,70 @@ int group::enter(detail::task_base& t) {
   return limit;
 }
 
-void group::count_in() noexcept { hot_.wait.reserve(); }
-
-std::int64_t group::active() const noexcept {
-  const stats s = counters();
+std::int64_t group_state::active() const noexcept {
+  const group::stats s = counters();
   return s.submitted - s.succeeded - s.failed - s.skipped + s.waiting;
 }
 
-void group::submit(detail::task_base& t) {
+void group_state::submit(group_task& t) {
   const int limit = enter(t);
   if (has_context_ && node_->cancelled()) {
     skip(t, nullptr);
     return;
   }
-  t.stage_ = limit > 0 ? 0 : 1;
+  t.stage_ = limit > 0 ? stage::slot : stage::units;
   if (admit(t, /*may_block=*/true)) spawn(t);
 }
 
-bool group::admit(detail::task_base& t, bool may_block, const context* bound,
-                  bool* gave_up) {
-  // Waits end when this context is cancelled: the group's, or go_until's.
-  const auto stop = [&] {
-    return bound != nullptr ? bound->stop_token()
-           : has_context_   ? node_->stop_source().get_token()
-                            : std::stop_token();
-  };
-  const auto give_up = [&] {
-    if (gave_up != nullptr) {
-      *gave_up = true;
-      abandon(t);
-    } else {
-      skip(t, nullptr);
-    }
-    return false;
-  };
-  for (; t.stage_ < 2; ++t.stage_) {
-    detail::gate* g = &slots_;
-    std::int64_t n = 1;
-    if (t.stage_ == 1) {
-      if (t.units_gate_ == nullptr) continue;
-      g = t.units_gate_;
-      n = t.units_;
-    }
-    if (!g->try_acquire(n)) {
-      // A task of this group that waited for a slot could wait forever:
-      // every slot may be held by tasks doing the same. Queue instead (a
-      // bounded wait, go_until, may wait).
-      // A thread that runs no task helps run the group's tasks, but only in
-      // its own arena (the default scheduler): entering an owned arena could
-      // find every slot taken by other waiting threads.
-      const bool own = in_own_task();
-      const bool may_help = sched_->target() == nullptr;
-      const detail::wait_kind kind =
-          !may_block ? detail::wait_kind::queue
-          : bound != nullptr
-              ? detail::choose_wait(/*may_queue=*/false, may_help && !own)
-          : own ? detail::wait_kind::queue
-                : detail::choose_wait(/*may_queue=*/true, may_help);
-      if (kind == detail::wait_kind::queue) {
-        t.waiting_at_ = g;
-        t.waiter_.reset(n);
-        t.handshake_.store(0, std::memory_order_relaxed);
-        // At our own gate the group's cancel_all_ wakes queued tasks; at a
-        // budget's gate each queued task watches the context itself.
-        if (has_context_ && g != &slots_)
-          t.cancel_cb_.emplace(node_->stop_source().get_token(),
-                               detail::task_base::canceller{&t});
-        if (!g->take_or_enqueue(t.waiter_)) {
-          waiting_.fetch_add(1, std::memory_order_relaxed);
-          // Queued. A cancellation that came before the enqueue found
-          // nothing to remove: remove it now.
-          if (has_context_ && node_->cancelled() && g->cancel(t.waiter_))
-            t.waiter_.wake();
-          t.waiter_.wake();  // our arrival: the second one goes on
-          return false;
-        }
-        t.cancel_cb_.reset();
-      } else if (kind == detail::wait_kind::help) {
-        // A slot between short tasks frees sooner than a wait is set up.
-        if (!g->try_acquire_spinning(n)) {
-          detail::helping_waiter w(n);
-          if (g->take_or_enqueue(w)) {
-            w.done_.release();
-          } else {
-            waiting_.fetch_add(1, std::memory_order_relaxed);
-            std::stop_callback cb(stop(), [&]() noexcept {
-              if (g->cancel(w)) w.wake();
-            });
-            detail::run_in_arena(*sched_, this, [&] {
-              tbb::detail::d1::wait(w.done_, node_->tbb_context());
-            });
-            waiting_.fetch_sub(1, std::memory_order_relaxed);
-          }
-          if (w.outcome() != detail::waiter::granted) return give_up();
-        }
-      } else {
-        detail::blocking_waiter w(n, kind);
-        if (!g->take_or_enqueue(w)) {
-          waiting_.fetch_add(1, std::memory_order_relaxed);
-          std::stop_callback cb(stop(), [&]() noexcept {
-            if (g->cancel(w)) w.wake();
-          });
-          w.block();
-          waiting_.fetch_sub(1, std::memory_order_relaxed);
-        }
-        if (w.outcome() != detail::waiter::granted) return give_up();
-      }
-    }
-    (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
-    if ((has_context_ && node_->cancelled()) ||
-        (bound != nullptr && bound->cancelled()))
-      return give_up();
-  }
-  return true;
-}
-
-error group::submit_until(detail::task_base& t,
-                          std::chrono::steady_clock::time_point deadline) {
-  const int limit = enter(t);
-  auto [bound, cancel] = with_deadline(ctx_, deadline);
-  bool gave_up = false;
-  t.stage_ = limit > 0 ? 0 : 1;
-  if (bound.cancelled() || !admit(t, /*may_block=*/true, &bound, &gave_up)) {
-    if (!gave_up) abandon(t);
-    return has_context_ && node_->cancelled() ? node_->err()
-                                              : detail::deadline_sentinel();
-  }
-  spawn(t);
-  return {};
-}
-
-void group::abandon(detail::task_base& t) noexcept {
-  const bool held_slot = t.holds_slot_;
-  detail::gate* units_gate = t.holds_units_ ? t.units_gate_ : nullptr;
-  const std::int64_t units = t.units_;
-  t.destroy(nullptr);
-  if (units_gate != nullptr) units_gate->release(units);
-  if (held_slot) slots_.release(1);
-  hot_.wait.release();
-}
-
-void group::on_admission(detail::task_base& t) noexcept {
-  // This thread may be no caller of ours (it released a budget's units, or
-  // cancelled), and once t is spawned or skipped wait() could return: hold
-  // it until we are done with the group.
-  hot_.wait.reserve();
-  t.cancel_cb_.reset();
-  if (t.waiter_.outcome() != detail::waiter::granted ||
-      (has_context_ && node_->cancelled())) {
-    if (t.waiter_.outcome() == detail::waiter::granted)
-      (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
-    skip(t, nullptr);
-  } else {
-    (t.stage_ == 0 ? t.holds_slot_ : t.holds_units_) = true;
-    ++t.stage_;
-    // Go on with the next stage; this thread is not ours to block.
-    if (admit(t, /*may_block=*/false)) spawn(t);
-  }
-  // Only now: t counts as waiting, submitted or done throughout (active()).
-  waiting_.fetch_sub(1, std::memory_order_relaxed);
-  hot_.wait.release();  // last
-}
-
-void group::spawn(detail::task_base& t) noexcept {
-  // A task of ours goes back to a loop that runs our tasks; anyone else may
-  // not, and oneTBB's spawn alone can leave t unseen by sleeping threads:
-  // counting t submitted also sets the nudge flag (detail::nudge).
+void group_state::spawn(group_task& t) noexcept {
+  // A task of ours (or oneTBB work nested in one) goes back to a loop that
+  // runs our tasks. Anyone else may not, and oneTBB's spawn alone can leave
+  // t unseen by sleeping threads: its check for sleepers is not fenced
+  // after the task is stored (arena.h: "the missed wakeup is not a
+  // correctness problem"). So the spawner fences (the RMW on submitted) and
+  // spawns a poke, whose own check then sees every task stored before the
+  // fence. One poke in flight per group covers every spawn before it: the
+  // thread that runs it clears the flag with an RMW, then looks for work.
   const bool own = in_own_task();
-  detail::run_in_arena(*sched_, this, [&] {
-    tbb::detail::d1::spawn(t, node_->tbb_context());
+  run_in_arena(*sched_, this, [&] {
+    d1::spawn(t, node_->spawn_context());
     if (own) {
       hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
       return;
     }
     std::int64_t s = hot_.submitted.load(std::memory_order_relaxed);
     while (!hot_.submitted.compare_exchange_weak(
-        s, (s + one_submitted) | nudge_bit, std::memory_order_acq_rel,
+        s, (s + one_submitted) | poke_bit, std::memory_order_seq_cst,
         std::memory_order_relaxed)) {
     }
-    if (!(s & nudge_bit)) nudge_.request(sched_->target());
+    if (s & poke_bit) return;
+    hot_.wait.reserve();  // the poke holds wait() until it has run
+    d1::spawn(poke_, node_->spawn_context());
   });
 }
 
-void group::clear_nudge(void* self) noexcept {
-  static_cast<group*>(self)->hot_.submitted.fetch_and(
-      ~nudge_bit, std::memory_order_acq_rel);
+void group_state::poked() noexcept {
+  hot_.submitted.fetch_and(~poke_bit, std::memory_order_seq_cst);
+  hot_.wait.release();  // last: the group may go away
 }
 
-void group::start() noexcept {
+void group_state::run(group_task& t, d1::execution_data& ed) noexcept {
+  if (has_context_ && node_->cancelled()) {
+    skip(t, &ed);
+    return;
+  }
+  start();
+  error e;
+  {
+    task_frame frame(*node_);  // tbb_context() in the task is its own
+    e = t.ops_->invoke(t.callable(), ctx_);
+  }
+  const holdings held = t.held_;
+  t.destroy(&ed);  // captures are released before the slot is handed on
+  finish(held, std::move(e), false);
+}
+
+void group_state::start() noexcept {
   const std::int64_t now =
       run_.running.fetch_add(1, std::memory_order_relaxed) + 1;
   std::int64_t peak = run_.peak.load(std::memory_order_relaxed);
@@ -327,28 +233,23 @@ void group::start() noexcept {
   }
 }
 
-void group::skip(detail::task_base& t,
-                 const tbb::detail::d1::execution_data* ed) noexcept {
+void group_state::skip(group_task& t, const d1::execution_data* ed) noexcept {
   // With ed, oneTBB skipped a spawned task (counted then); else t was
   // never spawned.
   if (ed == nullptr)
     hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
-  const bool held_slot = t.holds_slot_;
-  detail::gate* units_gate = t.holds_units_ ? t.units_gate_ : nullptr;
-  const std::int64_t units = t.units_;
+  const holdings held = t.held_;
   t.destroy(ed);  // never invoked; its captures are released now
-  finish(held_slot, units_gate, units, {}, /*skipped=*/true);
+  finish(held, {}, /*skipped=*/true);
 }
 
-void group::finish(bool held_slot, detail::gate* units_gate, std::int64_t units,
-                   error e, bool skipped) noexcept {
+void group_state::finish(holdings held, error e, bool skipped) noexcept {
   if (!skipped) run_.running.fetch_sub(1, std::memory_order_relaxed);
   const bool failed = static_cast<bool>(e);
   // The error is recorded and the context cancelled before the slot is
   // handed on: with set_limit(1) no task starts after a failure.
   if (failed) record(std::move(e));
-  if (units_gate != nullptr) units_gate->release(units);
-  if (held_slot) slots_.release(1);
+  held.release(slots_);
   // Counted done once its error, slot and units are visible to a reader
   // that sees the count.
   (skipped  ? skipped_
@@ -359,7 +260,7 @@ void group::finish(bool held_slot, detail::gate* units_gate, std::int64_t units,
   hot_.wait.release();  // last: wait() may return and the group go away
 }
 
-void group::progress() noexcept {
+void group_state::progress() noexcept {
   const std::int64_t now =
       std::chrono::steady_clock::now().time_since_epoch().count();
   std::int64_t next = progress_->next.load(std::memory_order_relaxed);
@@ -380,49 +281,7 @@ void group::progress() noexcept {
       std::memory_order_release);
 }
 
-void group::on_progress(std::function<void(const stats&)> cb,
-                        std::chrono::steady_clock::duration every) {
-  if (!cb) {
-    progress_.reset();
-    return;
-  }
-  auto p = std::make_unique<progress_state>();
-  p->cb = std::move(cb);
-  p->every = every;
-  progress_ = std::move(p);
-}
-
-std::vector<group::task_error> group::errors() const {
-  std::lock_guard lock(mu_);
-  return errors_;
-}
-
-group::tracker::tracker(group& grp, std::string label) : g(&grp) {
-  std::lock_guard lock(g->mu_);
-  g->labelled_.emplace_front(std::move(label),
-                             std::chrono::steady_clock::now());
-  it = g->labelled_.begin();
-}
-
-group::tracker::~tracker() {
-  std::lock_guard lock(g->mu_);
-  g->labelled_.erase(it);
-}
-
-std::vector<group::running_task> group::running() const {
-  const auto now = std::chrono::steady_clock::now();
-  std::vector<running_task> out;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [label, since] : labelled_)
-      out.push_back({label, now - since});
-  }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.elapsed > b.elapsed; });
-  return out;
-}
-
-void group::record(error e) noexcept {
+void group_state::record(error e) noexcept {
   if (keep_errors_) {
     std::lock_guard lock(mu_);
     try {
@@ -444,21 +303,20 @@ void group::record(error e) noexcept {
     // Every failing task cancels with the first error, so the context's
     // cause() is the error wait() returns whichever cancel lands first.
     auto n = node_;  // cancelling may end the group's life; keep the node
-    n->cancel(detail::cancelled_sentinel(), first);
+    n->cancel(cancelled_sentinel(), first);
   }
 }
 
-error group::wait() {
+error group_state::wait() {
   if (in_own_task())
     throw std::logic_error(
         "errgroup: wait() called from a task of the same group would wait "
         "for itself");
-  detail::run_in_arena(*sched_, this, [&] {
-    tbb::detail::d1::wait(hot_.wait, node_->tbb_context());
-  });
+  run_in_arena(*sched_, this,
+               [&] { d1::wait(hot_.wait, node_->spawn_context()); });
   if (has_context_) {
     waited_.store(true, std::memory_order_release);
-    node_->cancel(detail::cancelled_sentinel(), detail::cancelled_sentinel());
+    node_->cancel(cancelled_sentinel(), cancelled_sentinel());
   }
   if (has_error_.load(std::memory_order_acquire)) {
     std::lock_guard lock(mu_);
@@ -468,12 +326,8 @@ error group::wait() {
   return {};
 }
 
-bool group::in_own_task() const noexcept {
-  return tbb::detail::d1::current_context() == &node_->tbb_context();
-}
-
-group::stats group::counters() const noexcept {
-  stats s;
+group::stats group_state::counters() const noexcept {
+  group::stats s;
   s.succeeded = run_.succeeded.load(std::memory_order_acquire);
   s.failed = failed_.load(std::memory_order_acquire);
   s.skipped = skipped_.load(std::memory_order_acquire);
@@ -486,6 +340,145 @@ group::stats group::counters() const noexcept {
       std::max<std::int64_t>(0, waiting_.load(std::memory_order_acquire));
   s.peak = run_.peak.load(std::memory_order_relaxed);
   return s;
+}
+
+}  // namespace detail
+
+// ---- group: the public members ----
+
+group::group(scheduler& s) : group(detail::node::make(nullptr), false, s) {}
+
+group::group(isolated_t, scheduler& s)
+    : group(detail::node::make(nullptr, /*belongs=*/false), false, s) {}
+
+group::group(const context& parent, scheduler& s)
+    : group(detail::node::make(parent.node()), true, s) {}
+
+group::group(isolated_t, const context& parent, scheduler& s)
+    : group(detail::node::make(parent.node(), /*belongs=*/false), true, s) {}
+
+group::group(std::shared_ptr<detail::node> n, bool has_context, scheduler& s) {
+  ::new (state_) detail::group_state(std::move(n), has_context, s);
+}
+
+group::~group() { state().~group_state(); }
+
+detail::group_state& group::state() noexcept {
+  return *std::launder(reinterpret_cast<detail::group_state*>(state_));
+}
+const detail::group_state& group::state() const noexcept {
+  return *std::launder(reinterpret_cast<const detail::group_state*>(state_));
+}
+
+group_and_context with_context(const context& parent, scheduler& s) {
+  auto n = detail::node::make(parent.node());
+  return group_and_context{group(n, true, s), context(n)};
+}
+
+group_and_context with_context(isolated_t, const context& parent,
+                               scheduler& s) {
+  auto n = detail::node::make(parent.node(), /*belongs=*/false);
+  return group_and_context{group(n, true, s), context(n)};
+}
+
+context group::get_context() const { return state().ctx_; }
+
+void group::set_limit(int n) { state().set_limit(n); }
+
+void group::check_units(detail::gate& g, std::int64_t n) {
+  if (n < 0) throw std::invalid_argument("errgroup: go() with negative units");
+  if (n > g.size())
+    throw std::invalid_argument(
+        "errgroup: go() asks for more units than the budget's size");
+}
+
+bool group::skip_cancelled() { return state().skip_cancelled(); }
+
+void group::submit(detail::group_task& t, detail::gate* budget,
+                   std::int64_t n) {
+  t.budget_ = budget;
+  t.units_ = n;
+  state().submit(t);
+}
+
+error group::submit_until(detail::group_task& t,
+                          std::chrono::steady_clock::time_point deadline) {
+  return state().submit_until(t, deadline);
+}
+
+bool group::try_take(detail::gate* budget, std::int64_t n) noexcept {
+  return state().try_take(budget, n);
+}
+
+void group::give_back(detail::gate* budget, std::int64_t n) noexcept {
+  state().give_back(budget, n);
+}
+
+void group::launch(detail::group_task& t, detail::gate* budget,
+                   std::int64_t n) noexcept {
+  state().launch(t, budget, n);
+}
+
+error group::wait() { return state().wait(); }
+
+group::stats group::counters() const noexcept { return state().counters(); }
+
+void group::on_progress(std::function<void(const stats&)> cb,
+                        std::chrono::steady_clock::duration every) {
+  detail::group_state& g = state();
+  if (!cb) {
+    g.progress_.reset();
+    return;
+  }
+  auto p = std::make_unique<detail::group_state::progress_state>();
+  p->cb = std::move(cb);
+  p->every = every;
+  g.progress_ = std::move(p);
+}
+
+void group::keep_errors() noexcept { state().keep_errors_ = true; }
+
+std::vector<group::task_error> group::errors() const {
+  const detail::group_state& g = state();
+  std::lock_guard lock(g.mu_);
+  return g.errors_;
+}
+
+using label_list =
+    std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>;
+
+// A tracker keeps its list entry's iterator in its pointer-sized `it`.
+static_assert(sizeof(label_list::iterator) == sizeof(void*) &&
+              std::is_trivially_copyable_v<label_list::iterator>);
+
+group::tracker::tracker(group& grp, std::string label) : g(&grp) {
+  detail::group_state& s = g->state();
+  std::lock_guard lock(s.mu_);
+  s.labelled_.emplace_front(std::move(label), std::chrono::steady_clock::now());
+  const label_list::iterator i = s.labelled_.begin();
+  std::memcpy(&it, &i, sizeof i);
+}
+
+group::tracker::~tracker() {
+  detail::group_state& s = g->state();
+  label_list::iterator i;
+  std::memcpy(static_cast<void*>(&i), &it, sizeof i);
+  std::lock_guard lock(s.mu_);
+  s.labelled_.erase(i);
+}
+
+std::vector<group::running_task> group::running() const {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<running_task> out;
+  {
+    const detail::group_state& s = state();
+    std::lock_guard lock(s.mu_);
+    for (const auto& [label, since] : s.labelled_)
+      out.push_back({label, now - since});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.elapsed > b.elapsed; });
+  return out;
 }
 
 }  // namespace errgroup

@@ -1,16 +1,81 @@
 #include "errgroup/context.hpp"
 
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include "errgroup/detail/node.hpp"
+#include "service.hpp"
+
 namespace errgroup {
 namespace detail {
 namespace {
 std::atomic<long> g_live_nodes{0};
+
+// bind_here(ctx) binds ctx, a bound context never used, below the calling
+// thread's innermost oneTBB context now (oneTBB binds lazily, on first use:
+// a later first use elsewhere could bind it below short-lived work).
+void bind_here(tbb::task_group_context& ctx) {
+  tbb::parallel_for(
+      tbb::blocked_range<int>(0, 1), [](const tbb::blocked_range<int>&) {},
+      ctx);
 }
+
+// make_algo_context(parent) makes a context for algorithms, bound below
+// parent (so parent's cancellation reaches it), on any thread: it runs the
+// binding inside parent. When parent is cancelled already, nothing runs
+// there: the new context is then isolated and cancelled.
+algo_context* make_algo_context(tbb::task_group_context& parent,
+                                algo_context* older) {
+  auto* a = new algo_context(tbb::task_group_context::bound);
+  a->older = older;
+  bool bound = false;
+  try {
+    if (tbb::task::current_context() == &parent) {
+      bind_here(a->ctx);
+      bound = true;
+    } else {
+      tbb::parallel_for(
+          tbb::blocked_range<int>(0, 1),
+          [&](const tbb::blocked_range<int>&) {
+            bind_here(a->ctx);
+            bound = true;
+          },
+          parent);
+    }
+  } catch (...) {
+    delete a;
+    throw;
+  }
+  if (!bound) {
+    delete a;
+    a = new algo_context(tbb::task_group_context::isolated);
+    a->older = older;
+    a->ctx.cancel_group_execution();
+  }
+  return a;
+}
+
+void free_algo_contexts(algo_context* a) noexcept {
+  while (a != nullptr) delete std::exchange(a, a->older);
+}
+
+// poisoned(a, n): a was cancelled while its owner n was not (an algorithm
+// failed or exited early under it): it must not be handed out again.
+bool poisoned(algo_context* a, node* n) noexcept {
+  return a->ctx.is_group_execution_cancelled() &&
+         (n == nullptr || !n->cancelled());
+}
+
+thread_local task_frame* t_frame = nullptr;
+
+}  // namespace
 
 const error& cancelled_sentinel() noexcept {
   static const error e = make_error<cancelled_error>();
@@ -22,79 +87,144 @@ const error& deadline_sentinel() noexcept {
   return e;
 }
 
-// timer is the one thread that serves every deadline in the process. It is
-// started on first use and never stopped (it sleeps while nothing is due).
-class timer {
+// bound_nodes lists the live nodes bound below enclosing oneTBB work, so
+// that one of them whose work is cancelled while nobody asks cancelled() is
+// still cancelled, within about a poll period: the service polls the list
+// while it is not empty. (oneTBB tells nobody that a context was
+// cancelled; the tasks it skips tell the group, see group.cpp.)
+class bound_nodes {
  public:
-  static timer& instance() {
-    static timer* t = new timer();  // never destroyed: nodes may die late
-    return *t;
+  static bound_nodes& instance() {
+    static bound_nodes* b = new bound_nodes();  // never destroyed
+    return *b;
   }
+  static constexpr auto period = std::chrono::milliseconds(1);
 
-  void add(node& n, context::clock::time_point t) {
-    std::lock_guard lock(mu_);
-    auto it = queue_.emplace(t, entry{n.weak_from_this(), &n});
-    n.timer_entry_ = new queue_t::iterator(it);
-    if (!started_) {
-      started_ = true;
-      std::thread([this] { run(); }).detach();
+  void add(node& n) {
+    bool first = false;
+    {
+      std::lock_guard lock(mu_);
+      n.bound_next_ = head_;
+      if (head_ != nullptr) head_->bound_prev_ = &n;
+      head_ = &n;
+      first = !polling_;
+      polling_ = true;
     }
-    if (it == queue_.begin()) cv_.notify_one();
+    if (first) schedule();
   }
-
   void remove(node& n) noexcept {
     std::lock_guard lock(mu_);
-    if (auto* it = static_cast<queue_t::iterator*>(n.timer_entry_)) {
-      queue_.erase(*it);
-      delete it;
-      n.timer_entry_ = nullptr;
-    }
-  }
-
-  std::size_t size() noexcept {
-    std::lock_guard lock(mu_);
-    return queue_.size();
+    (n.bound_prev_ ? n.bound_prev_->bound_next_ : head_) = n.bound_next_;
+    if (n.bound_next_ != nullptr) n.bound_next_->bound_prev_ = n.bound_prev_;
+    n.bound_prev_ = n.bound_next_ = nullptr;
   }
 
  private:
-  struct entry {
-    std::weak_ptr<node> weak;
-    node* raw;  // valid while the entry is queued: ~node removes it first
-  };
-  using queue_t = std::multimap<context::clock::time_point, entry>;
-
-  void run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      if (queue_.empty()) {
-        cv_.wait(lock);
-        continue;
+  void schedule() {
+    try {
+      void* old = std::exchange(
+          entry_,
+          service::instance().at(std::chrono::steady_clock::now() + period,
+                                 &bound_nodes::poll_entry, this));
+      if (old != nullptr) service::instance().release(old);
+    } catch (...) {
+      std::lock_guard lock(mu_);
+      polling_ = false;
+      throw;
+    }
+  }
+  static void poll_entry(void* self) noexcept {
+    static_cast<bound_nodes*>(self)->poll();
+  }
+  void poll() noexcept {
+    // Nodes whose work was cancelled are collected under the lock (alive:
+    // a dying node leaves the list first) and cancelled outside it.
+    std::shared_ptr<node> found;
+    {
+      std::lock_guard lock(mu_);
+      for (node* n = head_; n != nullptr; n = n->bound_next_) {
+        if (n->done_.load(std::memory_order_acquire) ||
+            !n->spawn_ctx_.is_group_execution_cancelled())
+          continue;
+        if (auto sp = n->weak_from_this().lock()) {
+          sp->later_ = std::move(found);
+          found = std::move(sp);
+        }
       }
-      auto it = queue_.begin();
-      if (const auto due = it->first; due > context::clock::now()) {
-        cv_.wait_until(lock, due);  // `it` may be erased while we wait
-        continue;
+      polling_ = head_ != nullptr;
+    }
+    while (found) {
+      std::shared_ptr<node> n = std::move(found);
+      found = std::move(n->later_);
+      n->notice_enclosing();
+    }
+    bool again = false;
+    {
+      std::lock_guard lock(mu_);
+      again = polling_;
+    }
+    if (again) {
+      try {
+        schedule();
+      } catch (...) {
+        // polling_ is false again: the next bound node starts polling.
       }
-      std::shared_ptr<node> n = it->second.weak.lock();
-      node* raw = it->second.raw;
-      delete static_cast<queue_t::iterator*>(raw->timer_entry_);
-      raw->timer_entry_ = nullptr;
-      queue_.erase(it);
-      if (!n) continue;  // dying: its destructor finds no entry
-      lock.unlock();
-      n->cancel(deadline_sentinel(), deadline_sentinel());
-      n.reset();
-      lock.lock();
     }
   }
 
   std::mutex mu_;
-  std::condition_variable cv_;
-  queue_t queue_;
-  bool started_ = false;
+  node* head_ = nullptr;   // guarded by mu_
+  bool polling_ = false;   // guarded by mu_
+  void* entry_ = nullptr;  // the last poll's handle, guarded by polling_
 };
 
-std::size_t pending_timers() noexcept { return timer::instance().size(); }
+// node_ops holds what runs node operations without recursion: a thread's
+// list of nodes whose stop callbacks must still run (a cancellation reaching
+// the children of the children...), and of parents to release (a dying
+// chain). The outermost call on the thread drains the list.
+struct node_ops {
+  struct list {
+    std::shared_ptr<node> head;
+    bool draining = false;
+  };
+  static list& notifying() noexcept {
+    thread_local list l;
+    return l;
+  }
+  static list& releasing() noexcept {
+    thread_local list l;
+    return l;
+  }
+  // run(l, n, op): op(n) now if nobody drains l on this thread, else later.
+  template <class Op>
+  static void run(list& l, std::shared_ptr<node> n, Op op) noexcept {
+    if (l.draining) {
+      n->later_ = std::move(l.head);
+      l.head = std::move(n);
+      return;
+    }
+    l.draining = true;
+    op(n);
+    n.reset();
+    while (l.head) {
+      std::shared_ptr<node> next = std::move(l.head);
+      l.head = std::move(next->later_);
+      op(next);
+    }
+    l.draining = false;
+  }
+};
+
+std::size_t pending_timers() noexcept {
+  return service::instance().size(&node::deadline_passed);
+}
+
+void node::deadline_passed(void* self) noexcept {
+  // The service holds no reference: take one, or find the node dying (its
+  // destructor then waits for this call in release()).
+  if (auto n = static_cast<node*>(self)->weak_from_this().lock())
+    n->cancel(deadline_sentinel(), deadline_sentinel());
+}
 
 long node::live_nodes() noexcept { return g_live_nodes.load(); }
 
@@ -102,22 +232,75 @@ void node::link::operator()() const noexcept {
   child->cancel(child->parent_->err(), child->parent_->cause());
 }
 
-std::shared_ptr<node> node::make(const std::shared_ptr<node>& parent) {
-  std::shared_ptr<node> n(new node());
+std::shared_ptr<node> node::make(const std::shared_ptr<node>& parent,
+                                 bool belongs) {
+  const bool in_task = belongs && tbb::task::current_context() != nullptr;
+  std::shared_ptr<node> n(new node(in_task
+                                       ? tbb::task_group_context::bound
+                                       : tbb::task_group_context::isolated));
   g_live_nodes.fetch_add(1, std::memory_order_relaxed);
   if (parent) {
     n->parent_ = parent;
     n->deadline_ = parent->deadline_;
-    // Runs link at once when the parent is already cancelled.
-    n->link_.emplace(parent->src_.get_token(), link{n.get()});
   }
+  if (in_task) n->bind_here(true);
+  // Runs link at once when the parent is already cancelled.
+  if (parent) n->link_.emplace(parent->src_.get_token(), link{n.get()});
   return n;
+}
+
+std::shared_ptr<node> node::make_bound(const std::shared_ptr<node>& parent,
+                                       tbb::task_group_context& tbb) {
+  std::shared_ptr<node> n(new node(tbb::task_group_context::bound));
+  g_live_nodes.fetch_add(1, std::memory_order_relaxed);
+  if (parent) {
+    n->parent_ = parent;
+    n->deadline_ = parent->deadline_;
+  }
+  // Bind inside tbb: a body running under it binds spawn_ctx_ below it.
+  bool ran = false;
+  tbb::parallel_for(
+      tbb::blocked_range<int>(0, 1),
+      [&](const tbb::blocked_range<int>&) {
+        n->bind_here(false);
+        ran = true;
+      },
+      tbb);
+  if (!ran) n->cancel(cancelled_sentinel(), cancelled_sentinel());
+  if (parent) n->link_.emplace(parent->src_.get_token(), link{n.get()});
+  return n;
+}
+
+void node::bind_here(bool belongs) {
+  // Made in a task of one of our groups: that node's spawn context is our
+  // parent in oneTBB's tree and must outlive ours.
+  if (belongs)
+    if (task_frame* f = task_frame::current())
+      enclosing_ = f->owner().shared_from_this();
+  detail::bind_here(spawn_ctx_);
+  bound_ = true;
+  bound_nodes::instance().add(*this);
+}
+
+bool node::notice_enclosing() noexcept {
+  if (!spawn_ctx_.is_group_execution_cancelled()) return false;
+  // Only oneTBB's propagation cancels spawn_ctx_ before done_ is set: the
+  // enclosing work was cancelled.
+  cancel(cancelled_sentinel(), cancelled_sentinel());
+  return true;
 }
 
 node::~node() {
   link_.reset();  // waits for a parent cancellation running on this node
-  if (has_timer_) timer::instance().remove(*this);
+  if (bound_) bound_nodes::instance().remove(*this);
+  if (void* h = timer_.load(std::memory_order_acquire))
+    service::instance().release(h);
+  free_algo_contexts(algo_);
   g_live_nodes.fetch_sub(1, std::memory_order_relaxed);
+  // Releasing the parent may destroy it, and its parent...: one at a time.
+  if (parent_)
+    node_ops::run(node_ops::releasing(), std::move(parent_),
+                  [](std::shared_ptr<node>&) {});
 }
 
 void node::set_deadline(context::clock::time_point t) {
@@ -127,13 +310,14 @@ void node::set_deadline(context::clock::time_point t) {
     cancel(deadline_sentinel(), deadline_sentinel());
     return;
   }
-  if (!cancelled()) {
-    has_timer_ = true;
-    timer::instance().add(*this, t);
-  }
+  if (t == context::clock::time_point::max() || cancelled()) return;  // never
+  timer_.store(service::instance().at(t, &node::deadline_passed, this),
+               std::memory_order_release);
+  // A cancel that came meanwhile found no timer to take out.
+  if (cancelled()) service::instance().cancel(timer_.load());
 }
 
-bool node::cancel(const error& err, const error& cause) {
+bool node::cancel(const error& err, const error& cause) noexcept {
   {
     std::lock_guard lock(mu_);
     if (done_.load(std::memory_order_relaxed)) return false;
@@ -141,13 +325,103 @@ bool node::cancel(const error& err, const error& cause) {
     cause_ = cause ? cause : err;
     done_.store(true, std::memory_order_release);
   }
-  tbb_.cancel_group_execution();
-  src_.request_stop();  // children and waiters, on this thread
-  if (has_timer_) timer::instance().remove(*this);
+  // Our algorithm contexts are bound below spawn_ctx_: oneTBB cancels them.
+  spawn_ctx_.cancel_group_execution();
+  if (void* h = timer_.load(std::memory_order_acquire))
+    service::instance().cancel(h);
+  notify();
   return true;
 }
 
+void node::notify() noexcept {
+  // request_stop() runs the children's links on this thread, which cancel
+  // the children, whose request_stop()...: run them one at a time instead.
+  std::shared_ptr<node> self = weak_from_this().lock();
+  if (!self) {
+    // Dying: no child holds it, so no recursion follows.
+    src_.request_stop();
+    return;
+  }
+  node_ops::run(node_ops::notifying(), std::move(self),
+                [](std::shared_ptr<node>& n) { n->src_.request_stop(); });
+}
+
+tbb::task_group_context& node::algo_context() {
+  const bool live = !cancelled();  // may cancel: before we lock
+  std::lock_guard lock(mu_);
+  if (algo_ == nullptr || (live && algo_->ctx.is_group_execution_cancelled()))
+    algo_ = make_algo_context(spawn_ctx_, algo_);
+  return algo_->ctx;
+}
+
+// The oneTBB internals read here: task_group_context keeps its lifetime
+// state at byte 15 and its parent (or, for a proxy, the context it stands
+// for) at byte 16. Both are set before the context's first task runs, and
+// a context's parents outlive it.
+namespace {
+static_assert(sizeof(tbb::task_group_context) == 128,
+              "errgroup assumes oneTBB's task_group_context layout");
+constexpr std::size_t state_offset = 15;
+constexpr std::size_t parent_offset = 16;
+#if TBB_INTERFACE_VERSION < 12060
+constexpr std::uint8_t state_bound = 3;  // lifetime_state::bound
+bool is_proxy(const unsigned char* c) noexcept {
+  return (c[13] & 0x8) != 0;  // my_traits.proxy
+}
+#else
+constexpr std::uint8_t state_bound = 3;  // state::bound
+bool is_proxy(const unsigned char* c) noexcept {
+  return __atomic_load_n(c + state_offset, __ATOMIC_ACQUIRE) == 0xff;
+}
+#endif
+
+const tbb::task_group_context* parent_of(
+    const tbb::task_group_context* ctx) noexcept {
+  const auto* c = reinterpret_cast<const unsigned char*>(ctx);
+  tbb::task_group_context* p = nullptr;
+  __atomic_load(
+      reinterpret_cast<tbb::task_group_context* const*>(c + parent_offset), &p,
+      __ATOMIC_ACQUIRE);
+  if (is_proxy(c)) return p;
+  if (__atomic_load_n(c + state_offset, __ATOMIC_ACQUIRE) != state_bound)
+    return nullptr;
+  return p;
+}
+}  // namespace
+
+bool runs_under(const tbb::task_group_context& ctx) noexcept {
+  for (const tbb::task_group_context* c = tbb::task::current_context();
+       c != nullptr; c = parent_of(c))
+    if (c == &ctx) return true;
+  return false;
+}
+
+task_frame::task_frame(node& owner) noexcept : owner_(&owner), outer_(t_frame) {
+  t_frame = this;
+}
+
+task_frame::~task_frame() {
+  t_frame = outer_;
+  free_algo_contexts(algo_);
+}
+
+task_frame* task_frame::current() noexcept { return t_frame; }
+
+task_frame::suspend_scope::suspend_scope() noexcept : saved_(t_frame) {
+  t_frame = nullptr;
+}
+
+task_frame::suspend_scope::~suspend_scope() { t_frame = saved_; }
+
+tbb::task_group_context& task_frame::algo_context() {
+  if (algo_ == nullptr || poisoned(algo_, owner_))
+    algo_ = make_algo_context(owner_->spawn_context(), algo_);
+  return algo_->ctx;
+}
+
 }  // namespace detail
+
+bool context::cancelled() const noexcept { return node_ && node_->cancelled(); }
 
 error context::err() const { return node_ ? node_->err() : error(); }
 
@@ -161,11 +435,24 @@ std::optional<context::clock::time_point> context::deadline() const noexcept {
   return node_ ? node_->deadline() : std::nullopt;
 }
 
-tbb::task_group_context& context::tbb_context() const noexcept {
-  if (node_) return node_->tbb_context();
-  static tbb::task_group_context* background =
-      new tbb::task_group_context(tbb::task_group_context::isolated);
-  return *background;
+tbb::task_group_context& context::tbb_context() const {
+  // A task of ours asking for its own context (or background's, which is
+  // what a plain group's task has) gets one of its own.
+  if (detail::task_frame* f = detail::task_frame::current())
+    if (!node_ || node_.get() == &f->owner()) return f->algo_context();
+  if (node_) return node_->algo_context();
+  // Background, outside our tasks: one per thread, replaced when poisoned.
+  struct per_thread {
+    detail::algo_context* head = nullptr;
+    ~per_thread() { detail::free_algo_contexts(head); }
+  };
+  thread_local per_thread t;
+  if (t.head == nullptr || detail::poisoned(t.head, nullptr)) {
+    auto* a = new detail::algo_context(tbb::task_group_context::isolated);
+    a->older = t.head;
+    t.head = a;
+  }
+  return t.head->ctx;
 }
 
 bool context::wait_until(clock::time_point t) const {
@@ -196,6 +483,17 @@ void cancel_func::operator()(error cause) const {
 
 context_and_cancel with_cancel(const context& parent) {
   auto n = detail::node::make(parent.node());
+  return {context(n), cancel_func(n)};
+}
+
+context_and_cancel with_cancel(isolated_t, const context& parent) {
+  auto n = detail::node::make(parent.node(), /*belongs=*/false);
+  return {context(n), cancel_func(n)};
+}
+
+context_and_cancel with_tbb_context(const context& parent,
+                                    tbb::task_group_context& tbb) {
+  auto n = detail::node::make_bound(parent.node(), tbb);
   return {context(n), cancel_func(n)};
 }
 

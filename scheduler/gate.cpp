@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "errgroup/detail/node.hpp"
+
 #if defined(__SANITIZE_THREAD__)
 #define ERRGROUP_TSAN 1
 #elif defined(__has_feature)
@@ -85,6 +87,8 @@ blocking_waiter::~blocking_waiter() {
 void blocking_waiter::block() noexcept {
 #if __TBB_RESUMABLE_TASKS
   if (suspend_) {
+    // The task may resume on another thread: its frames go with it.
+    task_frame::suspend_scope frames;
     tbb::task::suspend([this](tbb::task::suspend_point sp) {
       suspend_point_ = sp;
       if (handshake_.fetch_add(1, std::memory_order_acq_rel) == 1)

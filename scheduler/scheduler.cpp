@@ -3,16 +3,10 @@
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 
-#include <chrono>
-#include <condition_variable>
-#include <cstdlib>
+#include <algorithm>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
-#include <thread>
-#include <vector>
-
-#include "errgroup/detail/node.hpp"
 
 namespace errgroup {
 namespace {
@@ -62,8 +56,13 @@ scheduler& scheduler::default_scheduler() {
 scheduler::scheduler(default_tag) noexcept {}
 
 int scheduler::max_concurrency() const noexcept {
-  return arena_ != nullptr ? max_concurrency_
-                           : tbb::this_task_arena::max_concurrency();
+  if (arena_ == nullptr) return tbb::this_task_arena::max_concurrency();
+  if (!owned_) return max_concurrency_;
+  // The smallest active global_control wins; ours asked for enough.
+  const auto allowed = static_cast<long>(tbb::global_control::active_value(
+      tbb::global_control::max_allowed_parallelism));
+  return static_cast<int>(
+      std::max(1L, std::min<long>(max_concurrency_, allowed - 1)));
 }
 
 tbb::task_arena& scheduler::arena() {
@@ -93,9 +92,6 @@ scheduler::scheduler(int max_concurrency)
 scheduler::scheduler(tbb::task_arena& arena) : arena_(&arena) {
   if (!arena_->is_active()) arena_->initialize();
   max_concurrency_ = arena_->max_concurrency();
-  // Its workers come on top of oneTBB's default pool, as for ours.
-  worker_request_ = max_concurrency_;
-  worker_limit::instance().add(worker_request_);
 }
 
 scheduler::~scheduler() {
@@ -103,86 +99,4 @@ scheduler::~scheduler() {
   if (worker_request_ != 0) worker_limit::instance().remove(worker_request_);
 }
 
-namespace detail {
-
-// nudger is the one thread behind nudge. It is started on first use and
-// never stopped; it sleeps while nobody asks. A request waits about
-// `delay`, so a producer that keeps spawning asks about once per delay.
-class nudger {
- public:
-  static nudger& instance() {
-    static nudger* n = [] {
-      auto* created = new nudger();  // never destroyed
-      // At exit, oneTBB may be shutting down: touch no arena from then on.
-      std::atexit([] {
-        nudger& self = instance();
-        std::lock_guard lock(self.mu_);
-        self.exiting_ = true;
-      });
-      return created;
-    }();
-    return *n;
-  }
-
-  void request(nudge& r, tbb::task_arena* arena) {
-    std::lock_guard lock(mu_);
-    if (r.queued_) return;
-    r.arena_ = arena;
-    if (arena == nullptr) r.attached_.emplace(tbb::task_arena::attach{});
-    r.next_ = head_;
-    r.queued_ = true;
-    head_ = &r;
-    if (!started_) {
-      started_ = true;
-      std::thread([this] { run(); }).detach();
-    }
-    if (r.next_ == nullptr) cv_.notify_one();
-  }
-
-  void forget(nudge& r) noexcept {
-    std::lock_guard lock(mu_);
-    if (r.queued_) {
-      nudge** p = &head_;
-      while (*p != &r) p = &(*p)->next_;
-      *p = r.next_;
-      r.queued_ = false;
-    }
-    r.attached_.reset();
-  }
-
- private:
-  static constexpr auto delay = std::chrono::milliseconds(1);
-
-  void run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [&] { return head_ != nullptr; });
-      lock.unlock();
-      std::this_thread::sleep_for(delay);
-      lock.lock();
-      if (exiting_) return;
-      // Under the lock: forget() and exit wait for us.
-      while (nudge* r = head_) {
-        head_ = r->next_;
-        r->queued_ = false;
-        r->clear_(r->owner_);
-        (r->arena_ != nullptr ? *r->arena_ : *r->attached_).enqueue([] {});
-      }
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  nudge* head_ = nullptr;  // guarded by mu_
-  bool started_ = false;
-  bool exiting_ = false;
-};
-
-void nudge::request(tbb::task_arena* arena) {
-  nudger::instance().request(*this, arena);
-}
-
-void nudge::forget() noexcept { nudger::instance().forget(*this); }
-
-}  // namespace detail
 }  // namespace errgroup

@@ -12,8 +12,11 @@
 //
 // A scheduler of N threads runs its tasks on N threads even when no other
 // thread joins it and even above the number of cores (it raises oneTBB's
-// worker limit while it lives), so blocking I/O can use one. A thread that
-// calls group::wait() from outside also joins and helps, as with oneTBB.
+// worker limit while it lives), so blocking I/O can use one; an application's
+// lower global_control(max_allowed_parallelism) still wins, and
+// max_concurrency() then says how many it gets. A thread that calls
+// group::wait() from outside also joins and helps, as with oneTBB. An
+// adopted arena changes no process-wide oneTBB setting.
 //
 // Example (full program: samples/crawler.cpp):
 //   errgroup::scheduler io{jobs};        // fetches block on sockets
@@ -27,7 +30,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <optional>
 
 namespace errgroup {
 
@@ -49,7 +51,10 @@ class scheduler {
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
 
-  // max_concurrency() returns how many threads run this scheduler's tasks.
+  // max_concurrency() returns how many threads run this scheduler's tasks
+  // at most: for an owned scheduler, what it was asked for, less when the
+  // application's global_control(max_allowed_parallelism) allows fewer
+  // workers (at least 1: a thread in wait() runs them).
   int max_concurrency() const noexcept;
 
   // arena() returns the oneTBB arena, for oneTBB algorithms. For the default
@@ -92,45 +97,6 @@ void run_in_arena(const scheduler& s, const void* tag, Fn&& fn) {
   else
     tbb::detail::r1::isolate_within_arena(d, isolation);
 }
-
-// nudge makes sure that a thread of an arena looks for tasks after every
-// task its owner's threads have spawned there so far. oneTBB's spawn does
-// not promise it: its wake-up check is racy by design (arena.h: "the missed
-// wakeup is not a correctness problem"), which holds only when the spawning
-// thread later waits for the task itself. A thread that may not (it leaves
-// the arena, or waits for other work) sets a flag of the owner's with a
-// release RMW right after spawning, and calls request() when the flag was
-// clear. About a millisecond later one process-wide thread calls clear(),
-// which must clear the flag with an acquire RMW (so every spawn that found
-// the flag set is visible to it), then enqueues a no-op task into the
-// arena: an enqueued task always runs (oneTBB lends an arena without workers
-// a thread for it), and the thread that runs it then finds the spawned
-// tasks. A busy producer thus pays one RMW per spawn and a request about
-// once per millisecond; a request allocates nothing. The owner keeps its
-// nudge and calls forget() before it goes away. Never block; safe on any
-// thread.
-class nudge {
- public:
-  nudge(void* owner, void (*clear)(void*) noexcept) noexcept
-      : owner_(owner), clear_(clear) {}
-  nudge(const nudge&) = delete;
-  nudge& operator=(const nudge&) = delete;
-
-  // request(arena): call inside the arena the tasks were spawned in; arena
-  // is that arena when the caller knows it outlives the owner, else null
-  // (the calling thread's current arena is attached).
-  void request(tbb::task_arena* arena);
-  void forget() noexcept;
-
- private:
-  friend class nudger;
-  void* owner_;
-  void (*clear_)(void*) noexcept;
-  tbb::task_arena* arena_ = nullptr;
-  std::optional<tbb::task_arena> attached_;
-  nudge* next_ = nullptr;  // in the nudger's list, under its mutex
-  bool queued_ = false;
-};
 
 }  // namespace detail
 }  // namespace errgroup

@@ -1,5 +1,20 @@
-// errgroup/detail/node.hpp: the node behind an errgroup::context. Not part of
-// the public API.
+// errgroup/detail/node.hpp: the node behind an errgroup::context, and how it
+// maps to oneTBB contexts. Not part of the public API; docs/design.md has the
+// picture.
+//
+// Invariants:
+// - A node's own state (done_, err_, cause_) is the record of what happened:
+//   set once, under mu_, before any oneTBB context or stop callback hears of
+//   it, and never reset.
+// - spawn_ctx_ is the oneTBB context the node's group spawns into and waits
+//   on. Only the library cancels it (node::cancel), and oneTBB's propagation
+//   from the enclosing work it is bound to; no user algorithm ever runs under
+//   it, so no exception is ever stored in it and nothing resets it.
+// - Algorithms run under contexts handed out by context::tbb_context(): one
+//   per running task (or per node, or per thread for background), each bound
+//   below spawn_ctx_ so the node's cancellation reaches them, none shared by
+//   two tasks. A poisoned one (cancelled while the node is not) is replaced,
+//   never reset under a running algorithm.
 #pragma once
 
 #include <oneapi/tbb/task_group.h>
@@ -16,30 +31,53 @@
 
 namespace errgroup::detail {
 
+// algo_context is one oneTBB context handed out by tbb_context(), in a list
+// of the ones handed out to the same owner (newest first).
+struct algo_context {
+  tbb::task_group_context ctx;
+  algo_context* older = nullptr;
+  explicit algo_context(tbb::task_group_context::kind_type k) : ctx(k) {}
+};
+
 // node is one context in the cancellation tree. A child holds its parent
 // alive (shared_ptr) and is linked to it through a std::stop_callback on the
 // parent's stop_source, which unlinks itself when the child dies, so a parent
-// never keeps dead children alive.
+// never keeps dead children alive. Cancelling and destroying chains of any
+// depth use no recursion that grows with depth.
 class node : public std::enable_shared_from_this<node> {
  public:
-  // make(parent, cancellable) creates a child of parent (null: a root).
-  static std::shared_ptr<node> make(const std::shared_ptr<node>& parent);
+  // make(parent, belongs) creates a child of parent (null: a root). With
+  // belongs, a node made inside a oneTBB task is bound below that task's
+  // oneTBB context: cancelling that work cancels the node (cancelled_error).
+  static std::shared_ptr<node> make(const std::shared_ptr<node>& parent,
+                                    bool belongs = true);
+  // make_bound(parent, tbb) creates a child of parent that is also
+  // cancelled when the oneTBB context tbb is (bound below it).
+  static std::shared_ptr<node> make_bound(const std::shared_ptr<node>& parent,
+                                          tbb::task_group_context& tbb);
   ~node();
   node(const node&) = delete;
   node& operator=(const node&) = delete;
 
-  bool cancelled() const noexcept {
-    return done_.load(std::memory_order_acquire);
+  // cancelled() reports whether the node is done; lock-free. A node bound to
+  // enclosing oneTBB work also notices here that the work was cancelled.
+  bool cancelled() noexcept {
+    if (done_.load(std::memory_order_acquire)) return true;
+    return bound_ && notice_enclosing();
   }
   // cancel(err, cause) reports whether this call cancelled the node (false:
-  // it already was). Cancels the oneTBB context, then every child and stop
+  // it already was). Cancels the oneTBB contexts, then every child and stop
   // callback, on the calling thread.
-  bool cancel(const error& err, const error& cause);
-  error err() const noexcept { return cancelled() ? err_ : error(); }
-  error cause() const noexcept { return cancelled() ? cause_ : error(); }
+  bool cancel(const error& err, const error& cause) noexcept;
+  error err() noexcept { return cancelled() ? err_ : error(); }
+  error cause() noexcept { return cancelled() ? cause_ : error(); }
 
   std::stop_source& stop_source() noexcept { return src_; }
-  tbb::task_group_context& tbb_context() noexcept { return tbb_; }
+  // spawn_context() is where the node's group spawns and waits (see top).
+  tbb::task_group_context& spawn_context() noexcept { return spawn_ctx_; }
+  // algo_context() is the context tbb_context() hands out to callers that
+  // are not one of the node's running tasks.
+  tbb::task_group_context& algo_context();
   std::optional<context::clock::time_point> deadline() const noexcept {
     return deadline_;
   }
@@ -47,27 +85,80 @@ class node : public std::enable_shared_from_this<node> {
 
   // live_nodes() counts nodes alive in the process (for leak tests).
   static long live_nodes() noexcept;
+  // deadline_passed(n) is what the service calls at a node's deadline.
+  static void deadline_passed(void* n) noexcept;
 
  private:
+  friend class bound_nodes;
+  friend struct node_ops;
   struct link {
     node* child;
     void operator()() const noexcept;
   };
-  node() = default;
+  explicit node(tbb::task_group_context::kind_type k) : spawn_ctx_(k) {}
+  // notice_enclosing() cancels the node if the oneTBB work it is bound to
+  // was cancelled, and reports whether it did.
+  bool notice_enclosing() noexcept;
+  void bind_here(bool belongs);
+  void notify() noexcept;
 
   std::atomic<bool> done_{false};
+  bool bound_ = false;  // spawn_ctx_ is bound below enclosing oneTBB work
   std::mutex mu_;
   error err_, cause_;  // written once under mu_, before done_
   std::optional<context::clock::time_point> deadline_;
   std::stop_source src_;
-  tbb::task_group_context tbb_{tbb::task_group_context::isolated};
+  tbb::task_group_context spawn_ctx_;
+  detail::algo_context* algo_ = nullptr;  // guarded by mu_
   std::shared_ptr<node> parent_;
-  friend class timer;
-  void* timer_entry_ = nullptr;         // guarded by the timer's mutex
-  std::atomic<bool> has_timer_{false};  // read by a concurrent cancel()
+  // The node whose task this one was made in: spawn_ctx_ is bound below its
+  // spawn_ctx_, which must outlive ours.
+  std::shared_ptr<node> enclosing_;
+  std::atomic<void*> timer_{nullptr};  // the service's handle (deadline)
+  node* bound_prev_ = nullptr;         // in bound_nodes, under its mutex
+  node* bound_next_ = nullptr;
+  std::shared_ptr<node> later_;  // in a thread's list of deferred work
   // Declared last, destroyed first: the link waits for a running parent
   // cancellation to finish before the rest of the node goes away.
   std::optional<std::stop_callback<link>> link_;
+};
+
+// runs_under(ctx) reports whether the calling thread runs oneTBB work under
+// ctx: its innermost oneTBB context is ctx, or is bound below it.
+bool runs_under(const tbb::task_group_context& ctx) noexcept;
+
+// task_frame marks a task of a node's group running on this thread; the
+// frames of the tasks running on one thread form a stack. tbb_context()
+// called by the task hands out the frame's own algorithm contexts.
+class task_frame {
+ public:
+  explicit task_frame(node& owner) noexcept;
+  ~task_frame();  // pops the frame and frees its algorithm contexts
+  task_frame(const task_frame&) = delete;
+  task_frame& operator=(const task_frame&) = delete;
+
+  // current() is the innermost frame on this thread, or null.
+  static task_frame* current() noexcept;
+  // suspend_scope takes the frames off this thread while a task is
+  // suspended (it may resume on another thread) and puts them back after.
+  class suspend_scope {
+   public:
+    suspend_scope() noexcept;
+    ~suspend_scope();
+    suspend_scope(const suspend_scope&) = delete;
+    suspend_scope& operator=(const suspend_scope&) = delete;
+
+   private:
+    task_frame* saved_;
+  };
+
+  node& owner() const noexcept { return *owner_; }
+  tbb::task_group_context& algo_context();
+
+ private:
+  node* owner_;
+  task_frame* outer_;
+  detail::algo_context* algo_ = nullptr;
 };
 
 // pending_timers() counts deadlines waiting in the process-wide timer.
@@ -78,11 +169,3 @@ const error& cancelled_sentinel() noexcept;
 const error& deadline_sentinel() noexcept;
 
 }  // namespace errgroup::detail
-
-namespace errgroup {
-
-inline bool context::cancelled() const noexcept {
-  return node_ && node_->cancelled();
-}
-
-}  // namespace errgroup

@@ -1,0 +1,219 @@
+// group/group_state.hpp: the state and the tasks of a group. Private to the
+// group module (not installed): the only place that knows oneTBB's task
+// layer (tbb::detail::d1). docs/design.md tells how a task flows.
+//
+// A task is one block from oneTBB's small-object pool: a group_task (the
+// oneTBB task, its admission and what it holds) followed by the callable,
+// which the header's go() constructs there (detail::new_task).
+#pragma once
+
+#include <oneapi/tbb/detail/_small_object_pool.h>
+#include <oneapi/tbb/detail/_task.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "errgroup/detail/gate.hpp"
+#include "errgroup/detail/node.hpp"
+#include "errgroup/group.hpp"
+
+namespace errgroup::detail {
+
+namespace d1 = tbb::detail::d1;
+
+class group_state;
+class group_task;
+
+// admission_waiter queues a task at a gate when its producer must not block.
+class admission_waiter final : public waiter {
+ public:
+  explicit admission_waiter(group_task& t) noexcept : waiter(0), task_(&t) {}
+  void wake() noexcept override;
+
+ private:
+  group_task* task_;
+};
+
+// What a task needs next before it may run: a slot of the group's limit,
+// then units of a budget; then it is admitted.
+enum class stage : std::uint8_t { slot, units, admitted };
+
+// holdings is what an admitted (or half-admitted) task holds: its slot and
+// its units. release() gives them back, units first.
+struct holdings {
+  bool slot = false;
+  gate* units_gate = nullptr;  // non-null: holds `units` of it
+  std::int64_t units = 0;
+  void release(gate& slots) const noexcept {
+    if (units_gate != nullptr) units_gate->release(units);
+    if (slot) slots.release(1);
+  }
+};
+
+class group_task final : public d1::task {
+ public:
+  group_task(group_state& g, const task_ops& ops, std::size_t block) noexcept
+      : group_(&g), ops_(&ops), block_(block), waiter_(*this) {}
+
+  // The callable, constructed right after this object (at offset()).
+  static std::size_t offset(std::size_t align) noexcept {
+    return (sizeof(group_task) + align - 1) / align * align;
+  }
+  void* callable() noexcept {
+    return reinterpret_cast<unsigned char*>(this) + callable_offset_;
+  }
+  // destroy(ed) destroys the callable (if constructed) and frees the block.
+  void destroy(const d1::execution_data* ed) noexcept;
+
+  d1::task* execute(d1::execution_data& ed) override;
+  d1::task* cancel(d1::execution_data& ed) override;
+
+  group_state* group_;
+  const task_ops* ops_;
+  std::size_t block_;
+  std::size_t callable_offset_ = 0;
+  bool constructed_ = false;
+  d1::small_object_pool* pool_ = nullptr;  // where the block came from
+
+  // Admission (admission.cpp). took() records that the task holds what
+  // its stage needs; next_stage() moves on.
+  void took() noexcept {
+    if (stage_ == stage::slot) {
+      held_.slot = true;
+    } else {
+      held_.units_gate = budget_;
+      held_.units = units_;
+    }
+  }
+  void next_stage() noexcept {
+    stage_ = stage_ == stage::slot ? stage::units : stage::admitted;
+  }
+  gate* budget_ = nullptr;  // weighted admission, or null
+  std::int64_t units_ = 0;
+  stage stage_ = stage::slot;
+  holdings held_;
+  gate* waiting_at_ = nullptr;
+  std::atomic<int> handshake_{0};
+  admission_waiter waiter_;
+  struct canceller {
+    group_task* task;
+    void operator()() const noexcept;
+  };
+  std::optional<std::stop_callback<canceller>> cancel_cb_;
+};
+
+// poke is the no-op task that makes sure a thread wakes up for tasks spawned
+// by a thread that will not run them itself (group_state::spawn()).
+class poke final : public d1::task {
+ public:
+  explicit poke(group_state& g) noexcept : group_(&g) {}
+  d1::task* execute(d1::execution_data&) override;
+  d1::task* cancel(d1::execution_data&) override;
+
+ private:
+  group_state* group_;
+};
+
+class group_state {
+ public:
+  group_state(std::shared_ptr<node> n, bool has_context, scheduler& s);
+  ~group_state();
+
+  // The operations behind group's members (group.cpp, admission.cpp).
+  void set_limit(int n);
+  bool skip_cancelled();
+  void submit(group_task& t);
+  error submit_until(group_task& t, std::chrono::steady_clock::time_point d);
+  bool try_take(gate* budget, std::int64_t n) noexcept;
+  void give_back(gate* budget, std::int64_t n) noexcept;
+  void launch(group_task& t, gate* budget, std::int64_t n) noexcept;
+  error wait();
+  group::stats counters() const noexcept;
+  bool in_own_task() const noexcept {
+    return runs_under(node_->spawn_context());
+  }
+
+  // Task life (group.cpp).
+  void run(group_task& t, d1::execution_data& ed) noexcept;
+  void skip(group_task& t, const d1::execution_data* ed) noexcept;
+  void poked() noexcept;
+
+  // Admission (admission.cpp).
+  bool admit(group_task& t, bool may_block, const context* bound = nullptr,
+             bool* gave_up = nullptr);
+  void on_admission(group_task& t) noexcept;
+  void abandon(group_task& t) noexcept;
+
+  scheduler* sched_;
+  std::shared_ptr<node> node_;
+  context ctx_;
+  bool has_context_;
+  int uncaught_;  // std::uncaught_exceptions() when the group was made
+  std::atomic<int> limit_{-1};
+  std::atomic<bool> waited_{false};
+  std::atomic<bool> has_error_{false};
+
+  // Producers and finishing tasks share this line (as with oneTBB's own
+  // wait_context); running tasks count themselves on the next one. A task
+  // is counted submitted (by one_submitted) when it is spawned or skipped,
+  // and done (succeeded, failed or skipped) before the group stops waiting
+  // for it. Bit 0 of submitted says a poke is in flight (spawn()).
+  static constexpr std::int64_t poke_bit = 1;
+  static constexpr std::int64_t one_submitted = 2;
+  struct alignas(64) hot {
+    d1::wait_context wait{0};
+    std::atomic<std::int64_t> submitted{0};
+  } hot_;
+  struct alignas(64) run_counts {
+    std::atomic<std::int64_t> running{0};
+    std::atomic<std::int64_t> peak{0};
+    std::atomic<std::int64_t> succeeded{0};
+  } run_;
+  std::atomic<std::int64_t> waiting_{0};
+  std::atomic<std::int64_t> failed_{0};
+  std::atomic<std::int64_t> skipped_{0};
+  gate slots_{0};
+  poke poke_{*this};
+  // On a context group: when the context is cancelled, every task queued
+  // for a slot is woken as cancelled (and skipped) in one pass.
+  struct cancel_queued {
+    group_state* g;
+    void operator()() const noexcept { g->slots_.cancel_all(); }
+  };
+  std::optional<std::stop_callback<cancel_queued>> cancel_all_;
+  mutable std::mutex mu_;
+  error first_;  // guarded by mu_
+
+  // The extras (labels, progress, all errors).
+  bool keep_errors_ = false;
+  std::vector<group::task_error> errors_;  // guarded by mu_
+  std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>
+      labelled_;  // guarded by mu_
+  struct progress_state {
+    std::function<void(const group::stats&)> cb;
+    std::chrono::steady_clock::duration every{};
+    std::atomic<std::int64_t> next{0};  // steady_clock ticks
+  };
+  std::unique_ptr<progress_state> progress_;
+
+ private:
+  void spawn(group_task& t) noexcept;
+  void start() noexcept;
+  void finish(holdings held, error e, bool skipped) noexcept;
+  void record(error e) noexcept;
+  void progress() noexcept;
+  int enter(group_task& t);
+  void count_in() noexcept { hot_.wait.reserve(); }
+  std::int64_t active() const noexcept;
+};
+
+}  // namespace errgroup::detail

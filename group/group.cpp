@@ -314,6 +314,8 @@ error group_state::wait() {
         "for itself");
   run_in_arena(*sched_, this,
                [&] { d1::wait(hot_.wait, node_->spawn_context()); });
+  // Cancelled by the work we belong to: said before our own cancel below.
+  const bool by_enclosing = node_->cancelled_by_enclosing();
   if (has_context_) {
     waited_.store(true, std::memory_order_release);
     node_->cancel(cancelled_sentinel(), cancelled_sentinel());
@@ -322,7 +324,8 @@ error group_state::wait() {
     std::lock_guard lock(mu_);
     return first_;
   }
-  if (skipped_.load(std::memory_order_acquire) > 0) return node_->cause();
+  if (by_enclosing || skipped_.load(std::memory_order_acquire) > 0)
+    return node_->cause();
   return {};
 }
 

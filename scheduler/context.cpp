@@ -286,7 +286,8 @@ bool node::notice_enclosing() noexcept {
   if (!spawn_ctx_.is_group_execution_cancelled()) return false;
   // Only oneTBB's propagation cancels spawn_ctx_ before done_ is set: the
   // enclosing work was cancelled.
-  cancel(cancelled_sentinel(), cancelled_sentinel());
+  if (cancel(cancelled_sentinel(), cancelled_sentinel()))
+    by_enclosing_.store(true, std::memory_order_release);
   return true;
 }
 

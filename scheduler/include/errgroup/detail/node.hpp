@@ -72,6 +72,12 @@ class node : public std::enable_shared_from_this<node> {
   error err() noexcept { return cancelled() ? err_ : error(); }
   error cause() noexcept { return cancelled() ? cause_ : error(); }
 
+  // cancelled_by_enclosing() reports whether the node was cancelled by the
+  // oneTBB work it belongs to (or is bound to) rather than by a cancel().
+  bool cancelled_by_enclosing() noexcept {
+    return cancelled() && by_enclosing_.load(std::memory_order_acquire);
+  }
+
   std::stop_source& stop_source() noexcept { return src_; }
   // spawn_context() is where the node's group spawns and waits (see top).
   tbb::task_group_context& spawn_context() noexcept { return spawn_ctx_; }
@@ -104,6 +110,7 @@ class node : public std::enable_shared_from_this<node> {
 
   std::atomic<bool> done_{false};
   bool bound_ = false;  // spawn_ctx_ is bound below enclosing oneTBB work
+  std::atomic<bool> by_enclosing_{false};
   std::mutex mu_;
   error err_, cause_;  // written once under mu_, before done_
   std::optional<context::clock::time_point> deadline_;

@@ -7,9 +7,6 @@
 // task's fate (the releaser that grants it, or the canceller that removes
 // it) goes on with its admission in on_admission(). An admitted task is
 // spawned; one that gives up is skipped (go) or abandoned (go_until).
-#include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/task_arena.h>
-
 #include "group_state.hpp"
 
 namespace errgroup::detail {
@@ -25,16 +22,12 @@ class helping_waiter final : public waiter {
 };
 
 // helps_here(s): a thread outside the group's tasks that must wait for a
-// slot runs the group's tasks meanwhile only where nobody else would run
-// them: in its own arena (the default scheduler) when that arena has no
-// other thread (one slot, or global_control allows no worker). Elsewhere it
-// blocks, so it is never held by a long task it did not need to run.
-bool helps_here(const scheduler& s) {
-  return s.target() == nullptr &&
-         (tbb::this_task_arena::max_concurrency() <= 1 ||
-          tbb::global_control::active_value(
-              tbb::global_control::max_allowed_parallelism) <= 1);
-}
+// slot runs the group's tasks meanwhile in its own arena (the default
+// scheduler), as tbb::task_group::wait() does: with short CPU-bound tasks
+// that is the fastest way to a free slot (bench_spawn, limit 2). It may run
+// a long task to its end first (bench_producer); an owned arena, for
+// blocking work, never asks that: there the thread blocks.
+bool helps_here(const scheduler& s) { return s.target() == nullptr; }
 
 // how_to_wait(...) picks how the calling thread waits at a gate.
 // - May not block (the thread is not the producer's): queue the task.

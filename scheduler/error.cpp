@@ -7,7 +7,8 @@ std::string error::message() const {
   try {
     std::rethrow_exception(p_);
   } catch (const std::exception& e) {
-    return e.what();
+    const char* what = e.what();  // may be null in a careless exception
+    return what != nullptr ? what : "";
   } catch (...) {
     return "unknown exception (not derived from std::exception)";
   }

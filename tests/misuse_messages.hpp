@@ -23,7 +23,8 @@ inline const std::string units_negative = "errgroup: go() with negative units";
 inline const std::string units_too_many =
     "errgroup: go() asks for more units than the budget's size";
 inline const std::string sem_negative_size = "semaphore: negative size";
-inline const std::string sem_too_large = "semaphore: size too large";
+inline const std::string sem_too_large =
+    "semaphore: size too large (the largest is weighted::max_size, 2^61)";
 inline const std::string sem_acquire_negative =
     "semaphore: acquire of a negative weight";
 inline const std::string sem_try_negative =

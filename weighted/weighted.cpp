@@ -9,8 +9,11 @@ void check_n(std::int64_t n, const char* what) {
 
 weighted::weighted(std::int64_t size) : gate_(size) {
   check_n(size, "semaphore: negative size");
-  if (size > detail::gate::max_size)
-    throw std::invalid_argument("semaphore: size too large");
+  static_assert(max_size == detail::gate::max_size);
+  if (size > max_size)
+    throw std::invalid_argument(
+        "semaphore: size too large (the largest is weighted::max_size, "
+        "2^61)");
 }
 
 error weighted::acquire(const context& ctx, std::int64_t n) {

@@ -1039,12 +1039,18 @@ bool parse_u64(const char* s, std::uint64_t& out) {
   return true;
 }
 
+// usage(why) prints the usage, to stderr after `why` with exit status 2, or
+// to stdout with status 0 when why is null (--help).
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "errgroup_soak: %s\nusage: errgroup_soak [--ops N] [--seed S] "
-               "[--round R] [--hang-seconds T] [--inject-hang] [-v]\n",
-               why);
-  std::exit(2);
+  std::FILE* out = why != nullptr ? stderr : stdout;
+  if (why != nullptr) std::fprintf(out, "errgroup_soak: %s\n", why);
+  std::fprintf(out,
+               "usage: errgroup_soak [--ops N] [--seed S] [--round R] "
+               "[--hang-seconds T] [--inject-hang] [-v] [--help]\n"
+               "environment: ERRGROUP_SOAK_OPS, ERRGROUP_SOAK_SEED, "
+               "ERRGROUP_SOAK_ROUND, ERRGROUP_SOAK_HANG_SECONDS,\n"
+               "  ERRGROUP_SOAK_SCHEDULER (0-3), ERRGROUP_SOAK_NESTED\n");
+  std::exit(why != nullptr ? 2 : 0);
 }
 
 }  // namespace
@@ -1065,7 +1071,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const char* next = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "-v") {
+    if (a == "-h" || a == "--help") {
+      usage(nullptr);
+    } else if (a == "-v") {
       g_run.verbose = true;
     } else if (a == "--ops" && parse_i64(next, v)) {
       // The command line is the default; the environment wins (CTest passes

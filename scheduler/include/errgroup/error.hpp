@@ -79,9 +79,9 @@ class error {
     return as<E>() != nullptr;
   }
 
-  // message() returns what() of the held exception, "" when there is none,
-  // and "unknown exception (not derived from std::exception)" for other
-  // thrown types.
+  // message() returns what() of the held exception, "" when there is none
+  // (or what() returns null), and "unknown exception (not derived from
+  // std::exception)" for other thrown types.
   std::string message() const;
 
   // throw_if() rethrows the held exception, if any; otherwise returns.

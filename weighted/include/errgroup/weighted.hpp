@@ -33,8 +33,12 @@ namespace errgroup {
 
 class weighted {
  public:
+  // max_size is the largest budget: 2^61 units (the gate keeps a flag in
+  // the bits above). Go's accepts any int64.
+  static constexpr std::int64_t max_size = std::int64_t{1} << 61;
+
   // weighted(size) makes a budget of size units, all free. Throws
-  // std::invalid_argument when size < 0.
+  // std::invalid_argument when size < 0 or size > max_size.
   explicit weighted(std::int64_t size);
   weighted(const weighted&) = delete;
   weighted& operator=(const weighted&) = delete;

@@ -1,6 +1,6 @@
 // tests/tbb_task_group_port_test.cpp: oneTBB's own task_group tests, ported
 // to errgroup::group (issue 12), so that tests written outside this project
-// check it (API.md §4 and §6).
+// check it (docs/contract.md and §6).
 //
 // Source: oneTBB 2023.1.0 (/work/shared/third_party/onetbb/, Apache-2.0),
 // test/tbb/test_task_group.cpp and test/conformance/conformance_task_group.cpp.
@@ -543,9 +543,8 @@ TEST_SUITE("tbb_port") {
   // for the task group", RunFibonacciTests -> TestFibWithLambdas: 4p lambda
   // tasks each compute fib(20) with a nested group per call
   // (FibTaskSymmetricTreeWithFunctor). Adapted: no run_and_wait.
-  // fails before issue 12
   // At p = 1 the tasks run on 2 threads at once (peak 2 > 1), against
-  // API.md §6 "Process-wide settings" and FIB_TEST_EPILOGUE: a go() from
+  // docs/contract.md "Process-wide settings" and FIB_TEST_EPILOGUE: a go() from
   // outside the group's tasks has the nudger enqueue a no-op into the arena,
   // and an enqueued task gets the arena a worker (oneTBB's mandatory
   // concurrency) even under global_control(max_allowed_parallelism, 1);
@@ -571,7 +570,6 @@ TEST_SUITE("tbb_port") {
   // with FibTaskAsymmetricTreeWithFunctor and FibTaskSymmetricTreeWithFunctor,
   // called on the arena's thread. Adapted: the asymmetric tree's
   // run_and_wait(*this) is go(std::cref(*this)) then wait().
-  // fails before issue 12
   // At p = 1 the tasks run on 2 threads at once (see TestFibWithLambdas).
   TEST_CASE(
       "fibonacci functors on symmetric and asymmetric trees of nested groups "
@@ -590,7 +588,6 @@ TEST_SUITE("tbb_port") {
   // oneTBB 2023.1.0 test/tbb/test_task_group.cpp, TEST_CASE "Fibonacci test
   // for the task group", RunFibonacciTests -> TestFibWithFunctionPtr: the
   // tasks are a plain function pointer (FibFunctionNoArgs).
-  // fails before issue 12
   // At p = 1 the tasks run on 2 threads at once (see TestFibWithLambdas).
   TEST_CASE("a function pointer is a task (TestFibWithFunctionPtr)") {
     for_each_arena([](std::uintptr_t repeats) {
@@ -648,17 +645,13 @@ TEST_SUITE("tbb_port") {
   // oneTBB 2023.1.0 test/tbb/test_task_group.cpp, TEST_CASE "Cancellation and
   // exception test for the task group", TestManualCancellationWithFunctor, with
   // the outer group kept a raw tbb::task_group: the child groups are made
-  // inside its tasks, so (API.md §6, belonging) they belong to its work and
-  // tg.cancel() cancels them, as it cancels oneTBB's own bound child
+  // inside its tasks, so (docs/contract.md, belonging) they belong to its work
+  // and tg.cancel() cancels them, as it cancels oneTBB's own bound child
   // task_groups. Adapted: child groups are errgroup context groups of the
   // background; the raw group runs in the arena of an errgroup::scheduler.
-  // fails before issue 12
-  // Hangs (hence skip()): the child groups' contexts are never cancelled, so
-  // the chores spin forever and tg.wait() never returns.
   TEST_CASE(
       "cancelling a task_group cancels the context groups made in its tasks "
-      "(TestManualCancellationWithFunctor)" *
-      doctest::skip()) {
+      "(TestManualCancellationWithFunctor)") {
     constexpr int total = num_groups * num_chores;
     for (int threads : thread_counts) {
       CAPTURE(threads);
@@ -793,9 +786,10 @@ TEST_SUITE("tbb_port") {
   // exception test for the task group", TestMissingWait<task_group, false>:
   // a group with running child groups destroyed without wait(). oneTBB's
   // destructor then cancels and throws missing_wait; errgroup's destructor
-  // waits for every task and never throws (API.md §4). Adapted: the chores
-  // count instead of spinning until cancelled (nothing cancels them), the
-  // child groups are destroyed without wait() too, and every chore must run.
+  // waits for every task and never throws (docs/contract.md). Adapted: the
+  // chores count instead of spinning until cancelled (nothing cancels them),
+  // the child groups are destroyed without wait() too, and every chore must
+  // run.
   TEST_CASE(
       "a group destroyed without wait waits for its nested groups and never "
       "throws (TestMissingWait)") {
@@ -831,17 +825,13 @@ TEST_SUITE("tbb_port") {
   // exception test for the task group", TestMissingWait<task_group, true>: a
   // group whose chores spin until cancelled is destroyed while an exception
   // (int) propagates; the exception must come out and the chores stop.
-  // Adapted: errgroup's contract for this is API.md §6, "Unwinding": a
+  // Adapted: errgroup's contract for this is docs/contract.md, "Unwinding": a
   // context group destroyed during unwinding cancels its context (cause
   // cancelled_error) before it waits. The child groups are derived from the
   // task's context; the test waits until a chore runs before it throws.
-  // fails before issue 12
-  // Hangs (hence skip()): ~group() does not cancel during unwinding, it only
-  // waits, so the chores spin forever.
   TEST_CASE(
       "a context group destroyed by unwinding cancels its nested groups "
-      "(TestMissingWait)" *
-      doctest::skip()) {
+      "(TestMissingWait)") {
     constexpr int total = num_groups * num_chores;
     for (int threads : thread_counts) {
       CAPTURE(threads);
@@ -877,7 +867,7 @@ TEST_SUITE("tbb_port") {
   // whose call operator is const only, and one with both overloads, given as
   // lvalues to run() and run_and_wait(). Adapted: oneTBB must call the const
   // overload; errgroup invokes the task as a non-const lvalue (so mutable
-  // lambdas work, API.md §4), so the check is that each go() invokes the
+  // lambdas work, docs/contract.md), so the check is that each go() invokes the
   // functor exactly once, whichever overload; a const lvalue works too.
   TEST_CASE(
       "a functor with a const call operator is a task "
@@ -950,8 +940,8 @@ TEST_SUITE("tbb_port") {
   // run_and_wait()s one more. With isolated_task_group no body's wait() runs
   // another body on its thread (an enumerable_thread_specific counts bodies
   // in progress per thread). errgroup's wait() runs only the group's tasks
-  // (API.md §4), so isolation must hold. Adapted: run in a task_arena of p
-  // threads; a second pass wraps each body's work in
+  // (docs/contract.md), so isolation must hold. Adapted: run in a task_arena of
+  // p threads; a second pass wraps each body's work in
   // tbb::this_task_arena::isolate, as applications do around task_group.
   TEST_CASE(
       "wait in parallel_for bodies sharing a group runs only the group's tasks "
@@ -1002,7 +992,7 @@ TEST_SUITE("tbb_port") {
   // oneTBB 2023.1.0 test/tbb/test_task_group.cpp, TEST_CASE "Run self using
   // same task_group instance" (SelfRunner): a task starts a copy of itself
   // on its own group, 10 times. Adapted: also with set_limit(1), where the
-  // go() from a task of the full group must not deadlock (API.md §4).
+  // go() from a task of the full group must not deadlock (docs/contract.md).
   TEST_CASE(
       "a task may start a copy of itself on its own group (Run self using same "
       "task_group instance)") {
@@ -1024,17 +1014,13 @@ TEST_SUITE("tbb_port") {
   // oneTBB 2023.1.0 test/tbb/test_task_group.cpp, TEST_CASE "Run self using
   // same task_group instance" (SelfRunner: work submitted to the group from
   // inside the work), where the submission comes from the bodies of a
-  // tbb::parallel_for the task runs. Adapted: API.md §6, "Own work": such a
-  // go() counts as a go() from the task itself, so it never deadlocks at any
-  // limit (with limit 1 the task holds the only slot while its parallel_for
+  // tbb::parallel_for the task runs. Adapted: docs/contract.md, "Own work":
+  // such a go() counts as a go() from the task itself, so it never deadlocks at
+  // any limit (with limit 1 the task holds the only slot while its parallel_for
   // waits for the bodies).
-  // fails before issue 12
-  // Hangs at limit 1 (hence skip()), on 1, 2 and 4 threads: the bodies'
-  // go() waits for the slot their own task holds. Limits 2 and 4 pass.
   TEST_CASE(
       "a task's parallel_for bodies may call go on the task's full group (Run "
-      "self using same task_group instance)" *
-      doctest::skip()) {
+      "self using same task_group instance)") {
     constexpr int bodies = 16;
     for (int threads : thread_counts) {
       for (int limit : {1, 2, 4}) {
@@ -1058,14 +1044,10 @@ TEST_SUITE("tbb_port") {
   // As the previous case (oneTBB 2023.1.0 test/tbb/test_task_group.cpp,
   // "Run self using same task_group instance"), with the submissions made by
   // the tasks of a raw tbb::task_group that the task runs and waits on
-  // (API.md §6, "Own work").
-  // fails before issue 12
-  // Hangs at limit 1 (hence skip()), on 1, 2 and 4 threads, as the previous
-  // case. Limits 2 and 4 pass.
+  // (docs/contract.md, "Own work").
   TEST_CASE(
       "a task's nested task_group tasks may call go on the task's full group "
-      "(Run self using same task_group instance)" *
-      doctest::skip()) {
+      "(Run self using same task_group instance)") {
     constexpr int nested_tasks = 16;
     for (int threads : thread_counts) {
       for (int limit : {1, 2, 4}) {
@@ -1090,15 +1072,11 @@ TEST_SUITE("tbb_port") {
   // oneTBB 2023.1.0 test/tbb/test_task_group.cpp, TestIsolationNS::
   // CheckIsolation: ParForBody calls the group's wait() from parallel_for
   // bodies. Adapted: here the parallel_for runs inside a task of the same
-  // group, so that wait() would wait for its own task; API.md §6, "Own work":
-  // it throws the misuse std::logic_error instead of deadlocking.
-  // fails before issue 12
-  // Hangs (hence skip()) on 1, 2 and 4 threads: wait() does not see the
-  // body as its own task's work and waits for that task.
+  // group, so that wait() would wait for its own task; docs/contract.md, "Own
+  // work": it throws the misuse std::logic_error instead of deadlocking.
   TEST_CASE(
       "wait from a task's parallel_for body throws logic_error "
-      "(CheckIsolation)" *
-      doctest::skip()) {
+      "(CheckIsolation)") {
     constexpr int bodies = 8;
     for (int threads : thread_counts) {
       CAPTURE(threads);
@@ -1122,12 +1100,9 @@ TEST_SUITE("tbb_port") {
   // As the previous case (oneTBB 2023.1.0 test/tbb/test_task_group.cpp,
   // CheckIsolation's ParForBody::wait), with the wait() called by the tasks
   // of a raw tbb::task_group that a task of the group runs and waits on.
-  // fails before issue 12
-  // Hangs (hence skip()) on 1, 2 and 4 threads, as the previous case.
   TEST_CASE(
       "wait from a task's nested task_group task throws logic_error "
-      "(CheckIsolation)" *
-      doctest::skip()) {
+      "(CheckIsolation)") {
     constexpr int nested_tasks = 8;
     for (int threads : thread_counts) {
       CAPTURE(threads);
@@ -1158,8 +1133,8 @@ TEST_SUITE("tbb_port") {
   // with an isolated context, then cancels the outer group (cancel(), or an
   // exception); the inner group still runs all of it (a SelfRunner of 13).
   // Adapted: the inner group is an errgroup group (plain, and a context group
-  // of the background) made outside any oneTBB task, which API.md §6 says
-  // belongs to nothing; run in a task_arena of p threads.
+  // of the background) made outside any oneTBB task, which docs/contract.md
+  // says belongs to nothing; run in a task_arena of p threads.
   TEST_CASE(
       "a group made outside a cancelled task_group runs all its work (Respect "
       "task_group_context passed from outside)") {
@@ -1213,17 +1188,16 @@ TEST_SUITE("tbb_port") {
   // exception test for the task group": in TestManualCancellationWithFunctor
   // tg.cancel(), and in TestExceptionHandling2 an exception, cancel the child
   // task_groups that tasks of tg made, because those are bound to the
-  // enclosing work. API.md §6, "Belonging": a group made in a parallel_for
-  // body belongs to that body's work; when the parallel_for is cancelled
-  // (cancel_group_execution() or an exception from another body), the group's
-  // tasks not yet started are skipped and wait() returns cancelled_error.
-  // Adapted, to make "not yet started" certain: the group has limit 1, its
-  // first task A holds the slot parked (oneTBB resumable tasks) until the
-  // test thread sees the parallel_for cancelled, and task B waits in go()
-  // for the slot; body 1 cancels (or throws) once B waits.
-  // fails before issue 12
-  // In every configuration B runs, wait() returns no error, nothing is
-  // skipped, and a context group's context is not cancelled.
+  // enclosing work. docs/contract.md, "Belonging": a group made in a
+  // parallel_for body belongs to that body's work; when the parallel_for is
+  // cancelled (cancel_group_execution() or an exception from another body), the
+  // group's tasks not yet started are skipped and wait() returns
+  // cancelled_error. Adapted, to make "not yet started" certain: the group has
+  // limit 1, its first task A holds the slot parked (oneTBB resumable tasks)
+  // until the test thread sees the parallel_for cancelled, and task B waits in
+  // go() for the slot; body 1 cancels (or throws) once B waits. In every
+  // configuration B runs, wait() returns no error, nothing is skipped, and a
+  // context group's context is not cancelled.
   TEST_CASE(
       "a group made in a parallel_for body skips queued tasks when the "
       "parallel_for is cancelled (TestManualCancellationWithFunctor)") {

@@ -1,5 +1,5 @@
 // tests/context_test.cpp: errgroup::context, with_cancel, with_deadline and
-// with_timeout (<errgroup/context.hpp>, API.md section 2).
+// with_timeout (<errgroup/context.hpp>, docs/contract.md §2).
 #include "errgroup/context.hpp"
 
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// Tests of life inside oneTBB applications (docs/contract.md, "Embedding"):
+// Tests of life inside oneTBB applications (docs/contract.md §6):
 // groups and contexts in parallel_for bodies, flow-graph nodes and pipeline
 // filters; outer cancellation; tbb_context() for algorithms;
 // global_control; many live groups; unwinding. Each TEST_CASE runs in its

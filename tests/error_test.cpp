@@ -1,5 +1,5 @@
 // tests/error_test.cpp: errgroup::error and the two context errors
-// (<errgroup/error.hpp>, API.md section 1).
+// (<errgroup/error.hpp>, docs/contract.md §1).
 #include "errgroup/error.hpp"
 
 #include <doctest/doctest.h>

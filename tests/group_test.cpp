@@ -1,4 +1,5 @@
-// tests/group_test.cpp: errgroup::group, Go's errgroup.Group (API.md §4).
+// tests/group_test.cpp: errgroup::group, Go's errgroup.Group (docs/contract.md
+// §4).
 //
 // Every upstream Go test and example (golang/sync errgroup_test.go and
 // errgroup_example_md5all_test.go) is ported one for one and carries its Go
@@ -1189,7 +1190,8 @@ TEST_SUITE("group.misuse") {
                              "errgroup: modify limit while 3 tasks in the "
                              "group are still active",
                              std::logic_error);
-        // API.md: any set_limit() while tasks are active (Go allows n < 0).
+        // docs/contract.md: any set_limit() while tasks are active (Go allows n
+        // < 0).
         CHECK_THROWS_WITH_AS(g.set_limit(-1),
                              "errgroup: modify limit while 3 tasks in the "
                              "group are still active",

@@ -1,4 +1,4 @@
-// Tests of the limits of input (docs/contract.md, "Limits of input"): the
+// Tests of the limits of input (docs/contract.md §7): the
 // largest durations, context chains of any depth, the largest budgets,
 // throwing callables, careless exceptions.
 #include <doctest/doctest.h>

@@ -1,7 +1,7 @@
-// tests/misuse_test.cpp: every misuse row of API.md (sections 1-5), one table
-// row each, checked for the exact exception type (typeid, not a base class)
-// and the exact message, and for the state left behind (nothing admitted,
-// nothing leaked, the object still usable).
+// tests/misuse_test.cpp: every misuse row of docs/contract.md (sections 1-5),
+// one table row each, checked for the exact exception type (typeid, not a base
+// class) and the exact message, and for the state left behind (nothing
+// admitted, nothing leaked, the object still usable).
 //
 // Also home of the valgrind hook: with ERRGROUP_TBB_FINALIZE=1 in the
 // environment, oneTBB is finalized (its worker threads joined) at exit, so
@@ -112,8 +112,9 @@ outcome capture(Fn&& fn) {
   return o;
 }
 
-// A row of the table: what API.md says, and a scenario that runs the misuse
-// (and checks the state it leaves behind) and returns what the misuse did.
+// A row of the table: what docs/contract.md says, and a scenario that runs the
+// misuse (and checks the state it leaves behind) and returns what the misuse
+// did.
 struct row {
   const char* section;
   const char* name;
@@ -168,8 +169,9 @@ errgroup::scheduler& two_threads() {
   return s;
 }
 
-// ---- group scenarios (API.md section 4) ------------------------------------
-// make_group(kind) builds a plain group or a context group on two_threads().
+// ---- group scenarios (docs/contract.md §4)
+// ------------------------------------ make_group(kind) builds a plain group or
+// a context group on two_threads().
 std::unique_ptr<errgroup::group> make_group(bool with_context) {
   if (with_context)
     return std::make_unique<errgroup::group>(errgroup::context(),
@@ -381,7 +383,8 @@ outcome go_units(bool with_context, bool try_form, std::int64_t n) {
   return o;
 }
 
-// ---- weighted scenarios (API.md section 5) ---------------------------------
+// ---- weighted scenarios (docs/contract.md §5)
+// ---------------------------------
 outcome weighted_ctor(std::int64_t size) {
   return capture([&] { errgroup::weighted sem{size}; });
 }
@@ -473,7 +476,8 @@ outcome permit_double_reset() {
   return o;
 }
 
-// ---- scheduler (API.md section 3) ------------------------------------------
+// ---- scheduler (docs/contract.md §3)
+// ------------------------------------------
 outcome scheduler_ctor(int n) {
   return capture([&] { errgroup::scheduler s{n}; });
 }
@@ -609,7 +613,7 @@ std::vector<row> table() {
 }  // namespace
 
 TEST_SUITE("misuse") {
-  TEST_CASE("every misuse row of API.md gets its exact exception") {
+  TEST_CASE("every misuse row of docs/contract.md gets its exact exception") {
     for (const row& r : table()) {
       INFO(r.section, ": ", r.name);
       const outcome got = r.run();

@@ -1,5 +1,5 @@
 // tests/scheduler_test.cpp: errgroup::scheduler (<errgroup/scheduler.hpp>,
-// API.md section 3).
+// docs/contract.md §3).
 #include "errgroup/scheduler.hpp"
 
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
 // tests/fuzz/sem_model.hpp: the sequential reference model of
-// errgroup::weighted's FIFO rules (API.md section 5), for the fuzz targets.
+// errgroup::weighted's FIFO rules (docs/contract.md §5), for the fuzz targets.
 //
 // - try_acquire(n) succeeds only if n units are free and nobody waits;
 // - acquire(n) is granted at once on the same condition, fails at once when

@@ -11,6 +11,15 @@
 // is its distance from the start, whichever fetch finishes first. `crawl` is
 // the context with the deadline: it cancels every level's group.
 //
+// Links are taken from <a href> as browsers take them (the HTML and URL
+// standards): leading and trailing whitespace is stripped and tabs and
+// newlines inside are dropped; the rest is resolved against the document's
+// <base href>, if it has one, else against the page's own URL (after
+// redirects); an empty href, or one that is only a #fragment, is that URL
+// itself; the #fragment is dropped; spaces and non-ASCII bytes are
+// percent-encoded, the host is lower-cased and a default port dropped, so
+// one page has one URL. Only pages that answer 2xx are parsed for links.
+//
 // Why `errgroup::scheduler io{jobs}`: a fetch spends its time blocked on a
 // socket, not computing. On the default scheduler (one thread per core) a few
 // slow pages would hold every thread, and the CPU work of the rest of the
@@ -26,13 +35,15 @@
 //
 // Hard errors: a transport error, HTTP 5xx and, with --strict, a broken link
 // (HTTP 4xx). Without --strict a broken link is listed and the crawl goes on.
-// Links to other sites, and links beyond --depth, are counted, not followed.
+// Links to other sites, and links beyond --depth, are counted, not followed. On
+// a terminal a progress line shows how far the crawl is.
 //
 // By hand: `python3 samples/crawler_site.py &` serves the test site on
 // http://127.0.0.1:8000, the crawler's default URL; then run `crawler`.
 //
 // Examples, checked by ctest ({url} is where crawler_site.py serves the site;
-// its /slow/ pages answer after 0.2 s, /stall.html after an hour):
+// its /slow/ pages answer after 0.2 s, /stall.html after an hour; the links
+// of /misc/ have whitespace in them, are empty, or go through <base href>):
 //   $ crawler {url}
 //   0  200  {url}/  Home
 //   1  200  {url}/about.html  About
@@ -44,11 +55,13 @@
 //   2  200  {url}/docs/api.html  API
 //   3  200  {url}/docs/deep/1.html  Deep 1
 //   2  200  {url}/docs/guide.html  Guide
+//   2  200  {url}/misc/base.html  Base
+//   2  200  {url}/misc/links.html  Links
 //   3  404  {url}/missing.html  broken link, from {url}/blog/2024.html
 //   2  200  {url}/slow/1.html  Slow 1
 //   2  200  {url}/slow/2.html  Slow 2
 //   2  200  {url}/team.html  Team
-//   crawled 14 pages to depth 3 in ... s, 1 broken link
+//   crawled 16 pages to depth 3 in ... s, 1 broken link
 //   not followed: 1 link beyond depth 3, 1 link off the site
 //
 // A hard error stops the crawl: a broken link with --strict,
@@ -109,25 +122,66 @@ using multi_ptr = std::unique_ptr<CURLM, deleter<curl_multi_cleanup>>;
 using url_ptr = std::unique_ptr<CURLU, deleter<curl_url_cleanup>>;
 using curl_string = std::unique_ptr<char, deleter<curl_free>>;
 
-// A URL as libcurl's URL API parses it: `href` resolved against `base` (when
-// given), without its #fragment; null when it is not an http(s) URL.
-url_ptr parse_url(const std::string& href, CURLU* base = nullptr) {
-  url_ptr u(base != nullptr ? curl_url_dup(base) : curl_url());
-  if (!u || curl_url_set(u.get(), CURLUPART_URL, href.c_str(), 0) != CURLUE_OK)
-    return nullptr;
-  curl_url_set(u.get(), CURLUPART_FRAGMENT, nullptr, 0);
-  char* scheme = nullptr;
-  if (curl_url_get(u.get(), CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
-    return nullptr;
-  const curl_string owned(scheme);
-  const std::string_view s = scheme;
-  return s == "http" || s == "https" ? std::move(u) : nullptr;
-}
-
 std::string part(CURLU* u, CURLUPart what, unsigned flags = 0) {
   char* s = nullptr;
   if (curl_url_get(u, what, &s, flags) != CURLUE_OK) return "";
   return curl_string(s).get();
+}
+
+// clean_href(href) is href as the URL standard reads it: without leading and
+// trailing C0 controls and spaces (which covers HTML's ASCII whitespace),
+// without tabs and newlines anywhere, and with the bytes that may not stand
+// in a URL percent-encoded: other controls, space, " < > ` { }, and every
+// non-ASCII byte (UTF-8).
+std::string clean_href(std::string_view href) {
+  auto c0_or_space = [](char c) {
+    return static_cast<unsigned char>(c) <= 0x20;
+  };
+  while (!href.empty() && c0_or_space(href.front())) href.remove_prefix(1);
+  while (!href.empty() && c0_or_space(href.back())) href.remove_suffix(1);
+  std::string out;
+  for (const char c : href) {
+    const auto b = static_cast<unsigned char>(c);
+    if (c == '\t' || c == '\n' || c == '\r') continue;
+    if (b <= 0x20 || b >= 0x7f ||
+        std::string_view("\"<>`{}").find(c) != std::string_view::npos) {
+      constexpr char hex[] = "0123456789ABCDEF";
+      out += '%';
+      out += hex[b >> 4];
+      out += hex[b & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// parse_url(href, base) is href resolved against base (when given), as the
+// top comment says: an http(s) URL without its #fragment, with the host in
+// lower case and no default port; null when it is not an http(s) URL.
+url_ptr parse_url(std::string_view href, CURLU* base = nullptr) {
+  const std::string ref = clean_href(href);
+  url_ptr u(base != nullptr ? curl_url_dup(base) : curl_url());
+  if (!u) throw std::bad_alloc();
+  // libcurl resolves "" and "#x" to the base's directory: they are the base.
+  if (base == nullptr || (!ref.empty() && ref.front() != '#')) {
+    if (curl_url_set(u.get(), CURLUPART_URL, ref.c_str(), 0) != CURLUE_OK)
+      return nullptr;
+  }
+  curl_url_set(u.get(), CURLUPART_FRAGMENT, nullptr, 0);
+  const std::string scheme = part(u.get(), CURLUPART_SCHEME);
+  if (scheme != "http" && scheme != "https") return nullptr;
+  std::string host = part(u.get(), CURLUPART_HOST);
+  if (std::any_of(host.begin(), host.end(),
+                  [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    for (char& c : host)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    curl_url_set(u.get(), CURLUPART_HOST, host.c_str(), 0);
+  }
+  const std::string port = part(u.get(), CURLUPART_PORT);
+  if (port == (scheme == "http" ? "80" : "443"))
+    curl_url_set(u.get(), CURLUPART_PORT, nullptr, 0);
+  return u;
 }
 
 // scheme://host:port, the part of a URL that says which site it is on.
@@ -147,15 +201,35 @@ struct page {
   std::vector<std::string> external{};  // on other sites
 };
 
-// parse_html(body, base, site, p) fills in p's title and links, resolved
-// against base. Links whose origin is not `site` go to p.external.
-void parse_html(const std::string& body, CURLU* base, const std::string& site,
+// collapse(text) strips and collapses ASCII whitespace, as document.title.
+std::string collapse(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (const char c : text) {
+    if (std::string_view(" \t\n\f\r").find(c) != std::string_view::npos) {
+      space = !out.empty();
+    } else {
+      if (space) out += ' ';
+      out += c;
+      space = false;
+    }
+  }
+  return out;
+}
+
+// parse_html(body, url, site, p) fills in p's title (whitespace collapsed)
+// and links: the hrefs of its <a> elements resolved against its first
+// <base href> (itself resolved against url), or against url when there is
+// none. Links whose origin is not `site` go to p.external.
+void parse_html(const std::string& body, CURLU* url, const std::string& site,
                 page& p) {
   std::unique_ptr<GumboOutput, void (*)(GumboOutput*)> doc(
       gumbo_parse_with_options(&kGumboDefaultOptions, body.data(), body.size()),
       [](GumboOutput* out) {
         gumbo_destroy_output(&kGumboDefaultOptions, out);
       });
+  const char* base_href = nullptr;
+  std::vector<const char*> hrefs;
   std::vector<const GumboNode*> stack{doc->root};
   while (!stack.empty()) {
     const GumboNode* node = stack.back();
@@ -164,19 +238,22 @@ void parse_html(const std::string& body, CURLU* base, const std::string& site,
     const GumboElement& e = node->v.element;
     if (e.tag == GUMBO_TAG_TITLE && p.title.empty() && e.children.length > 0) {
       const auto* text = static_cast<const GumboNode*>(e.children.data[0]);
-      if (text->type == GUMBO_NODE_TEXT) p.title = text->v.text.text;
+      if (text->type == GUMBO_NODE_TEXT) p.title = collapse(text->v.text.text);
     }
-    if (e.tag == GUMBO_TAG_A) {
+    if (e.tag == GUMBO_TAG_A || (e.tag == GUMBO_TAG_BASE && !base_href)) {
       const GumboAttribute* href = gumbo_get_attribute(&e.attributes, "href");
-      if (href != nullptr) {
-        if (url_ptr u = parse_url(href->value, base)) {
-          (origin(u.get()) == site ? p.links : p.external)
-              .push_back(part(u.get(), CURLUPART_URL));
-        }
-      }
+      if (href != nullptr && e.tag == GUMBO_TAG_A) hrefs.push_back(href->value);
+      if (href != nullptr && e.tag == GUMBO_TAG_BASE) base_href = href->value;
     }
     for (unsigned i = e.children.length; i-- > 0;)  // in document order
       stack.push_back(static_cast<const GumboNode*>(e.children.data[i]));
+  }
+  url_ptr base = base_href != nullptr ? parse_url(base_href, url) : nullptr;
+  for (const char* href : hrefs) {
+    if (url_ptr u = parse_url(href, base ? base.get() : url)) {
+      (origin(u.get()) == site ? p.links : p.external)
+          .push_back(part(u.get(), CURLUPART_URL));
+    }
   }
 }
 
@@ -199,6 +276,12 @@ struct body_sink {
 
 void check(CURLMcode code) {
   if (code != CURLM_OK) throw std::runtime_error(curl_multi_strerror(code));
+}
+
+bool is_html(std::string type) {
+  for (char& c : type)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return type.starts_with("text/html");
 }
 
 // fetch(ctx, site, p) fetches p.url and fills in p. Throws on a transport
@@ -248,7 +331,7 @@ void fetch(const errgroup::context& ctx, const std::string& site, page& p) {
   char* type = nullptr;
   curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &type);
   p.type = type != nullptr ? type : "";
-  if (p.type.starts_with("text/html")) {
+  if (p.status / 100 == 2 && is_html(p.type)) {
     char* final_url = nullptr;  // after redirects: relative links start there
     curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &final_url);
     if (url_ptr base = parse_url(final_url)) {
@@ -257,94 +340,83 @@ void fetch(const errgroup::context& ctx, const std::string& site, page& p) {
   }
 }
 
+// check_status(p, strict, where) throws when p's status is a hard error:
+// HTTP 5xx, or 4xx with --strict. `where` says where the URL came from.
+void check_status(const page& p, bool strict, const std::string& where) {
+  if (p.status >= 500 || (strict && p.status >= 400)) {
+    throw std::runtime_error(p.url + ": HTTP " + std::to_string(p.status) +
+                             (where.empty() ? "" : " (" + where + ")"));
+  }
+}
+
 std::string plural(std::size_t n, const char* noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }
 
-}  // namespace
+std::string fixed2(double seconds) {
+  std::ostringstream s;
+  s.precision(2);
+  s << std::fixed << seconds;
+  return s.str();
+}
 
-int main(int argc, char** argv) {
-  CLI::App app{
-      "Crawl a web site: at most --jobs fetches at a time, links followed up "
-      "to --depth, everything stopped on the first hard error or at "
-      "--timeout."};
+// Reports a crawl's error on stderr; returns the exit status.
+int report(const errgroup::error& err, double timeout) {
+  std::cerr << "crawler: " << err.message();
+  if (err.is<errgroup::deadline_exceeded_error>())
+    std::cerr << " (--timeout " << timeout << " s)";
+  std::cerr << '\n';
+  return 1;
+}
+
+struct options {
   std::string start = "http://127.0.0.1:8000/";
   int max_depth = 3;
   int jobs = 8;
   double timeout = 30;
   bool strict = false;
-  app.add_option("url", start, "Where to start")->capture_default_str();
-  app.add_option("-d,--depth", max_depth, "How many links away to go")
-      ->check(CLI::Range(0, 100))
-      ->capture_default_str();
-  app.add_option("-j,--jobs", jobs, "Fetches at once")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
-  app.add_option("-t,--timeout", timeout, "Seconds for the whole crawl")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_flag("--strict", strict, "A broken link is a hard error");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "crawler: " << e.what() << '\n';
-    return 2;
-  }
-  url_ptr start_url = parse_url(start);
-  if (!start_url) {
-    std::cerr << "crawler: not an http or https URL: " << start << '\n';
-    return 2;
-  }
-  const std::string site = origin(start_url.get());
+};
 
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+// crawl_site(o, start) crawls the site from `start`, level by level.
+int crawl_site(const options& o, CURLU* start) {
+  const std::string site = origin(start);
   const auto began = std::chrono::steady_clock::now();
   auto [crawl, cancel] = errgroup::with_timeout(
-      errgroup::context(), std::chrono::duration<double>(timeout));
-  errgroup::scheduler io{jobs};  // see the top comment
+      errgroup::context(), std::chrono::duration<double>(o.timeout));
+  errgroup::scheduler io{o.jobs};  // see the top comment
 
   std::vector<page> crawled;
-  std::vector<page> level{page{.url = part(start_url.get(), CURLUPART_URL)}};
+  std::vector<page> level{page{.url = part(start, CURLUPART_URL)}};
   std::set<std::string> seen{level[0].url};
   std::set<std::string> beyond;
   std::set<std::string> external;
   for (int depth = 0; !level.empty(); ++depth) {
     errgroup::group g(crawl, io);  // a context group, as with_context()
-    g.set_limit(jobs);
-    progress_line progress([&g, depth, pages = level.size()] {
+    g.set_limit(o.jobs);
+    progress_line progress([&g, depth, pages = level.size(), &crawled] {
       const auto s = g.counters();
-      std::ostringstream line;
-      line << "depth " << depth << ": " << s.succeeded + s.failed << " of "
-           << pages << " fetched, " << s.running << " in flight";
-      return line.str();
+      return "depth " + std::to_string(depth) + ": " +
+             std::to_string(s.succeeded + s.failed) + " of " +
+             std::to_string(pages) + " fetched, " + std::to_string(s.running) +
+             " in flight (" + std::to_string(crawled.size()) +
+             " pages before this depth)";
     });
     for (page& p : level) {
-      g.go([&p, &site, strict](const errgroup::context& c) {
+      g.go([&p, &site, strict = o.strict](const errgroup::context& c) {
         fetch(c, site, p);
-        if (p.status >= 500 || (strict && p.status >= 400)) {
-          throw std::runtime_error(
-              p.url + ": HTTP " + std::to_string(p.status) +
-              (p.from.empty() ? "" : " (linked from " + p.from + ")"));
-        }
+        check_status(p, strict, p.from.empty() ? "" : "linked from " + p.from);
       });
     }
-    if (errgroup::error err = g.wait()) {
-      std::cerr << "crawler: " << err.message();
-      if (err.is<errgroup::deadline_exceeded_error>())
-        std::cerr << " (--timeout " << timeout << " s)";
-      std::cerr << '\n';
-      curl_global_cleanup();
-      return 1;
-    }
+    const errgroup::error err = g.wait();
+    progress.stop();
+    if (err) return report(err, o.timeout);
 
     std::vector<page> next;
     for (page& p : level) {
       external.insert(p.external.begin(), p.external.end());
       for (std::string& link : p.links) {
         if (!seen.insert(link).second) continue;
-        if (depth == max_depth)
+        if (depth == o.max_depth)
           beyond.insert(link);
         else
           next.push_back(page{.url = link, .from = p.url, .depth = depth + 1});
@@ -353,7 +425,6 @@ int main(int argc, char** argv) {
     }
     level = std::move(next);
   }
-  curl_global_cleanup();
   const std::chrono::duration<double> took =
       std::chrono::steady_clock::now() - began;
 
@@ -372,11 +443,50 @@ int main(int argc, char** argv) {
     }
     std::cout << '\n';
   }
-  std::cout.precision(2);
   std::cout << "crawled " << plural(crawled.size(), "page") << " to depth "
-            << max_depth << " in " << std::fixed << took.count() << " s, "
+            << o.max_depth << " in " << fixed2(took.count()) << " s, "
             << plural(broken, "broken link")
             << "\nnot followed: " << plural(beyond.size(), "link")
-            << " beyond depth " << max_depth << ", "
+            << " beyond depth " << o.max_depth << ", "
             << plural(external.size(), "link") << " off the site\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "Crawl a web site: at most --jobs fetches at a time, links followed up "
+      "to --depth, everything stopped on the first hard error or at "
+      "--timeout."};
+  options o;
+  app.add_option("url", o.start, "Where to start")->capture_default_str();
+  app.add_option("-d,--depth", o.max_depth, "How many links away to go")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  app.add_option("-j,--jobs", o.jobs, "Fetches at once")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("-t,--timeout", o.timeout, "Seconds for the whole crawl")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("--strict", o.strict, "A broken link is a hard error");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "crawler: " << e.what() << '\n';
+    return 2;
+  }
+  url_ptr start = parse_url(o.start);
+  if (!start) {
+    std::cerr << "crawler: not an http or https URL: " << o.start << '\n';
+    return 2;
+  }
+
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  const int status = crawl_site(o, start.get());
+  curl_global_cleanup();
+  return status;
 }

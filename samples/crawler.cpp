@@ -1,6 +1,7 @@
 // samples/crawler.cpp: crawl a web site over HTTP, at most --jobs fetches at a
 // time, following its links up to --depth, and stop everything on the first
-// hard error or when --timeout passes.
+// hard error or when --timeout passes. Or, with `-` for the URL, fetch the
+// URLs that arrive on standard input, one a line, as they arrive.
 //
 // libcurl fetches, gumbo parses the HTML and CLI11 reads the command line; the
 // concurrency is errgroup's. The crawl is breadth-first, one level at a time:
@@ -10,6 +11,16 @@
 // level. Going level by level keeps the result free of timing: a page's depth
 // is its distance from the start, whichever fetch finishes first. `crawl` is
 // the context with the deadline: it cancels every level's group.
+//
+// Streaming (`crawler -`) is Go's channel-fed errgroup: a reader thread sends
+// the lines of standard input into a bounded queue (a channel of 2 x --jobs
+// URLs, so a fast producer waits for the fetches instead of filling memory),
+// and a producer loop receives them and starts a fetch for each with g.go(),
+// which waits for a slot at the limit. The loop stops when the channel is
+// closed (the input ended) or the group's context is cancelled (a hard error,
+// or the deadline); the reader gives up on the same context, also while it
+// waits for input that may never come. Each URL's line is printed as soon as
+// it is fetched; links are not followed.
 //
 // Links are taken from <a href> as browsers take them (the HTML and URL
 // standards): leading and trailing whitespace is stripped and tabs and
@@ -34,9 +45,11 @@
 // it at once, not after a socket timeout.
 //
 // Hard errors: a transport error, HTTP 5xx and, with --strict, a broken link
-// (HTTP 4xx). Without --strict a broken link is listed and the crawl goes on.
-// Links to other sites, and links beyond --depth, are counted, not followed. On
-// a terminal a progress line shows how far the crawl is.
+// (HTTP 4xx); with `-`, also a line that is not an http(s) URL (blank lines
+// and lines starting with # are skipped) and an unreadable input. Without
+// --strict a broken link is listed and the crawl goes on. Links to other
+// sites, and links beyond --depth, are counted, not followed. On a terminal
+// a progress line shows how far the crawl is.
 //
 // By hand: `python3 samples/crawler_site.py &` serves the test site on
 // http://127.0.0.1:8000, the crawler's default URL; then run `crawler`.
@@ -78,6 +91,38 @@
 //   crawler: context deadline exceeded (--timeout 0.5 s)
 //   [exit 1]
 //
+// URLs from standard input: with one fetch at a time they come out in input
+// order, each line as soon as it is fetched; the run ends with the input:
+//   $ printf '%s\n' {url}/ '' '# a comment' {url}/missing.html >urls
+//   $ printf '%s\n' {url}/data.csv {url}/slow/1.html >>urls
+//   $ crawler --jobs 1 - <urls
+//   200  {url}/  Home
+//   404  {url}/missing.html  broken link, line 4
+//   200  {url}/data.csv  (text/csv)
+//   200  {url}/slow/1.html  Slow 1
+//   fetched 4 URLs in ... s, 1 broken link
+// or at the first hard error, or at --timeout, even when the input never
+// ends (here a pipe that the crawler itself holds open for writing: fd 3),
+//   $ printf '%s\n' {url}/about.html {url}/missing.html {url}/team.html >list
+//   $ mkfifo in && exec 3<>in && cat list >&3 && crawler --strict -j 1 - <in
+//   200  {url}/about.html  About
+//   crawler: {url}/missing.html: HTTP 404 (line 2)
+//   [exit 1]
+//   $ exec 3<>in && crawler --timeout 0.5 - <in
+//   crawler: context deadline exceeded (--timeout 0.5 s)
+//   [exit 1]
+// and a line that is not an http(s) URL is a hard error too:
+//   $ printf '%s\n' {url}/ ftp://example.invalid/ | crawler -j 1 -
+//   200  {url}/  Home
+//   crawler: line 2: not an http or https URL: ftp://example.invalid/
+//   [exit 1]
+// A list longer than the queue (2 x --jobs URLs) goes through it whole:
+//   $ for i in $(seq 20); do printf '%s\n' {url}/slow/{1,2}.html; done >urls
+//   $ crawler --jobs 8 - <urls | sort | uniq -c
+//        20 200  {url}/slow/1.html  Slow 1
+//        20 200  {url}/slow/2.html  Slow 2
+//         1 fetched 40 URLs in ... s, 0 broken links
+//
 // Bad arguments get one line and exit status 2:
 //   $ crawler --jobs 0
 //   crawler: --jobs: Value 0 not in range 1 to 256
@@ -89,20 +134,32 @@
 //   Crawl a web site: at most --jobs fetches at a time, links followed up ...
 #include <curl/curl.h>
 #include <gumbo.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <errgroup/errgroup.hpp>
+#include <exception>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -373,7 +430,7 @@ struct options {
   std::string start = "http://127.0.0.1:8000/";
   int max_depth = 3;
   int jobs = 8;
-  double timeout = 30;
+  double timeout = 30;  // 0: none
   bool strict = false;
 };
 
@@ -452,24 +509,248 @@ int crawl_site(const options& o, CURLU* start) {
   return 0;
 }
 
+// channel<T> is a Go channel with a buffer: a FIFO queue of at most capacity
+// values between threads. send() waits while it is full, receive() while it
+// is empty; both give up when their context is cancelled. close() ends it:
+// receive() then drains what is left, and closed_by() says why it was closed
+// (an exception, or null for the end of the input).
+template <class T>
+class channel {
+ public:
+  explicit channel(std::size_t capacity) : capacity_(capacity) {}
+
+  // send(v, ctx) queues v; false when ctx was cancelled or the channel closed
+  // first.
+  bool send(T v, const errgroup::context& ctx) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait(lock, ctx.stop_token(),
+                  [&] { return closed_ || queue_.size() < capacity_; }) ||
+        closed_)
+      return false;
+    queue_.push_back(std::move(v));
+    cv_.notify_all();
+    return true;
+  }
+
+  // receive(ctx) returns the next value; nullopt once the channel is closed
+  // and empty, or when ctx is cancelled first.
+  std::optional<T> receive(const errgroup::context& ctx) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait(lock, ctx.stop_token(),
+                  [&] { return closed_ || !queue_.empty(); }) ||
+        queue_.empty())
+      return std::nullopt;
+    T v = std::move(queue_.front());
+    queue_.pop_front();
+    cv_.notify_all();
+    return v;
+  }
+
+  void close(std::exception_ptr why = nullptr) {
+    const std::lock_guard lock(mu_);
+    closed_ = true;
+    why_ = std::move(why);
+    cv_.notify_all();
+  }
+
+  std::exception_ptr closed_by() const {
+    const std::lock_guard lock(mu_);
+    return why_;
+  }
+
+  std::size_t size() const {
+    const std::lock_guard lock(mu_);
+    return queue_.size();
+  }
+
+  // drained() reports whether the channel is closed and empty.
+  bool drained() const {
+    const std::lock_guard lock(mu_);
+    return closed_ && queue_.empty();
+  }
+
+ private:
+  const std::size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::deque<T> queue_;     // guarded by mu_
+  bool closed_ = false;     // guarded by mu_
+  std::exception_ptr why_;  // guarded by mu_
+};
+
+struct input_line {
+  std::string text;
+  std::size_t number = 0;  // from 1
+};
+
+// read_lines(fd, ctx, on_line) calls on_line(line) for each line of fd until
+// the input ends (then it returns true), on_line returns false, or ctx is
+// cancelled: that also ends a read that waits for input (poll() on fd and on
+// an eventfd that a stop_callback signals). Throws std::system_error when
+// reading fails, and std::length_error for a line longer than 64 KiB.
+template <class F>
+bool read_lines(int fd, const errgroup::context& ctx, F on_line) {
+  auto fail = [](const char* what) {
+    throw std::system_error(errno, std::generic_category(), what);
+  };
+  const int wake = ::eventfd(0, EFD_CLOEXEC);
+  if (wake < 0) fail("eventfd");
+  const struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } wake_closer{wake};
+  const std::stop_callback on_cancel(ctx.stop_token(), [wake] {
+    const std::uint64_t one = 1;
+    if (::write(wake, &one, sizeof one) < 0) {
+    }  // cannot fail: the counter is far from its maximum
+  });
+  constexpr std::size_t max_line = 64 << 10;
+  std::string buffer;
+  std::size_t number = 0;
+  char chunk[16 << 10];
+  for (;;) {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      fail("standard input");
+    }
+    if (fds[1].revents != 0) return false;  // cancelled
+    const ::ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) fail("standard input");
+    if (n == 0) break;
+    buffer.append(chunk, static_cast<std::size_t>(n));
+    std::size_t begin = 0;
+    for (std::size_t end; (end = buffer.find('\n', begin)) != buffer.npos;
+         begin = end + 1) {
+      if (!on_line(input_line{buffer.substr(begin, end - begin), ++number}))
+        return false;
+    }
+    buffer.erase(0, begin);
+    if (buffer.size() > max_line)
+      throw std::length_error("line " + std::to_string(number + 1) +
+                              " is longer than 64 KiB");
+  }
+  return buffer.empty() || on_line(input_line{std::move(buffer), ++number});
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && static_cast<unsigned char>(s.front()) <= 0x20)
+    s.remove_prefix(1);
+  while (!s.empty() && static_cast<unsigned char>(s.back()) <= 0x20)
+    s.remove_suffix(1);
+  return s;
+}
+
+// stream_urls(o) fetches the URLs on standard input, as the top comment says.
+int stream_urls(const options& o) {
+  const auto began = std::chrono::steady_clock::now();
+  const errgroup::context_and_cancel run =
+      o.timeout > 0
+          ? errgroup::with_timeout(errgroup::context(),
+                                   std::chrono::duration<double>(o.timeout))
+          : errgroup::with_cancel(errgroup::context());
+  errgroup::scheduler io{o.jobs};
+  errgroup::group g(run.ctx, io);  // a context group, as with_context()
+  const errgroup::context ctx = g.get_context();
+  g.set_limit(o.jobs);
+
+  channel<input_line> urls(2 * static_cast<std::size_t>(o.jobs));
+  std::mutex mu;
+  std::size_t fetched = 0;  // guarded by mu
+  std::size_t broken = 0;   // guarded by mu
+  progress_line progress([&g, &urls] {
+    const auto s = g.counters();
+    return std::to_string(s.succeeded) + " fetched, " +
+           std::to_string(s.running) + " in flight, " +
+           std::to_string(s.waiting + static_cast<std::int64_t>(urls.size())) +
+           " queued";
+  });
+
+  // The producer of the channel: the lines of standard input.
+  std::jthread reader([&urls, &ctx] {
+    try {
+      // Closed at the end of the input only: a cancelled ctx ends receive().
+      if (read_lines(STDIN_FILENO, ctx, [&](input_line line) {
+            return urls.send(std::move(line), ctx);
+          }))
+        urls.close();
+    } catch (...) {
+      urls.close(std::current_exception());
+    }
+  });
+
+  // The producer loop: a fetch for each URL received, at most o.jobs at once
+  // (go() waits for a slot). It ends when the channel is closed, or when the
+  // group's context is cancelled by a hard error or the deadline.
+  while (std::optional<input_line> line = urls.receive(ctx)) {
+    const std::string_view text = trim(line->text);
+    if (text.empty() || text.front() == '#') continue;
+    const std::string where = "line " + std::to_string(line->number);
+    url_ptr u = parse_url(text);
+    if (!u) {  // a hard error, recorded as the group's error
+      g.go([msg = where + ": not an http or https URL: " + std::string(text)] {
+        return errgroup::make_error<std::runtime_error>(msg);
+      });
+      break;
+    }
+    g.go([&, where, url = part(u.get(), CURLUPART_URL),
+          site = origin(u.get())](const errgroup::context& c) {
+      page p{.url = url};
+      fetch(c, site, p);
+      check_status(p, o.strict, where);
+      std::string out = std::to_string(p.status) + "  " + p.url + "  ";
+      if (p.status >= 400)
+        out += "broken link, " + where;
+      else
+        out += p.title.empty() ? "(" + p.type + ")" : p.title;
+      const std::lock_guard lock(mu);
+      ++fetched;
+      if (p.status >= 400) ++broken;
+      progress.println(out);
+    });
+  }
+  // Stopped by the context, not by the end of the input: as Go's loop
+  // returns ctx.Err(), that is the error (the deadline; a task's error comes
+  // first).
+  const errgroup::error stopped =
+      urls.drained() ? errgroup::error() : ctx.err();
+  if (std::exception_ptr why = urls.closed_by())  // the input failed
+    g.go([why] { return why; });
+  errgroup::error err = g.wait();  // cancels ctx: the reader stops too
+  if (!err) err = stopped;
+  reader.join();
+  progress.stop();
+  if (err) return report(err, o.timeout);
+  const std::chrono::duration<double> took =
+      std::chrono::steady_clock::now() - began;
+  std::cout << "fetched " << plural(fetched, "URL") << " in "
+            << fixed2(took.count()) << " s, " << plural(broken, "broken link")
+            << '\n';
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
       "Crawl a web site: at most --jobs fetches at a time, links followed up "
       "to --depth, everything stopped on the first hard error or at "
-      "--timeout."};
+      "--timeout. With - for the URL, fetch the URLs on standard input, one "
+      "a line."};
   options o;
-  app.add_option("url", o.start, "Where to start")->capture_default_str();
+  app.add_option("url", o.start,
+                 "Where to start, or - to fetch the URLs on standard input")
+      ->capture_default_str();
   app.add_option("-d,--depth", o.max_depth, "How many links away to go")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
   app.add_option("-j,--jobs", o.jobs, "Fetches at once")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  app.add_option("-t,--timeout", o.timeout, "Seconds for the whole crawl")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  app.add_option("-t,--timeout", o.timeout,
+                 "Seconds for the whole run (default: 30, none with -)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--strict", o.strict, "A broken link is a hard error");
   try {
     app.parse(argc, argv);
@@ -479,14 +760,16 @@ int main(int argc, char** argv) {
     std::cerr << "crawler: " << e.what() << '\n';
     return 2;
   }
-  url_ptr start = parse_url(o.start);
-  if (!start) {
+  const bool streaming = o.start == "-";
+  if (app.count("--timeout") == 0) o.timeout = streaming ? 0 : 30;
+  url_ptr start = streaming ? nullptr : parse_url(o.start);
+  if (!streaming && !start) {
     std::cerr << "crawler: not an http or https URL: " << o.start << '\n';
     return 2;
   }
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  const int status = crawl_site(o, start.get());
+  const int status = streaming ? stream_urls(o) : crawl_site(o, start.get());
   curl_global_cleanup();
   return status;
 }

@@ -452,11 +452,11 @@ int crawl_site(const options& o, CURLU* start) {
     g.set_limit(o.jobs);
     progress_line progress([&g, depth, pages = level.size(), &crawled] {
       const auto s = g.counters();
-      return "depth " + std::to_string(depth) + ": " +
-             std::to_string(s.succeeded + s.failed) + " of " +
-             std::to_string(pages) + " fetched, " + std::to_string(s.running) +
-             " in flight (" + std::to_string(crawled.size()) +
-             " pages before this depth)";
+      const auto done = static_cast<std::size_t>(s.succeeded + s.failed);
+      return "depth " + std::to_string(depth) + ": " + std::to_string(done) +
+             " of " + std::to_string(pages) + " fetched, " +
+             std::to_string(s.running) + " in flight, " +
+             plural(crawled.size() + done, "page") + " in all";
     });
     for (page& p : level) {
       g.go([&p, &site, strict = o.strict](const errgroup::context& c) {

@@ -11,9 +11,12 @@
 #   ERRGROUP_BUILD_DIR=DIR  build there instead of build/<preset>
 set -euo pipefail
 
-# Debian packages the build, the tests, the benchmarks and the samples need.
+# Debian packages the build, the tests, the benchmarks and the samples need
+# (python3-doc: the real HTML tree that the test sample.crawler.python_docs
+# crawls; without it that test is skipped).
 PACKAGES="libtbb-dev doctest-dev cmake g++ ninja-build pkg-config libbenchmark-dev
-  libcurl4-openssl-dev libgumbo-dev libcli11-dev libssl-dev zlib1g-dev python3"
+  libcurl4-openssl-dev libgumbo-dev libcli11-dev libssl-dev zlib1g-dev python3
+  python3-doc"
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 

@@ -12,7 +12,7 @@ free port. Pages under /slow/ are answered after --delay seconds; /stall.html
 Depth  page              links to
   0    /                 about.html blog/ docs/ #top http://example.invalid/
                          mailto:team@example.invalid
-  1    /about.html       / team.html data.csv
+  1    /about.html       / team.html data.csv misc/links.html misc/base.html
   1    /blog/            2023.html 2024.html ../slow/1.html
   1    /docs/            guide.html#install api.html ../slow/2.html
   2    /team.html        about.html
@@ -23,6 +23,10 @@ Depth  page              links to
   2    /slow/2.html      1.html
   2    /docs/guide.html  api.html deep/1.html
   2    /docs/api.html    guide.html
+  2    /misc/links.html  "" #top " ../team.html\n" "..\t/data.csv" (the page
+                         itself, and two links with whitespace in them)
+  2    /misc/base.html   api.html guide.html "" (<base href="../docs/">: the
+                         links are /docs/api.html, /docs/guide.html, /docs/)
   3    /docs/deep/1.html 2.html
   4    /docs/deep/2.html 1.html
 """
@@ -40,7 +44,8 @@ PAGES = {
     "index.html": ("Home", ["about.html", "blog/", "docs/", "#top",
                             "http://example.invalid/",
                             "mailto:team@example.invalid"]),
-    "about.html": ("About", ["/", "team.html", "data.csv"]),
+    "about.html": ("About", ["/", "team.html", "data.csv", "misc/links.html",
+                             "misc/base.html"]),
     "team.html": ("Team", ["about.html"]),
     "blog/index.html": ("Blog", ["2023.html", "2024.html", "../slow/1.html"]),
     "blog/2023.html": ("2023", ["2024.html", "../"]),
@@ -53,16 +58,23 @@ PAGES = {
     "docs/deep/2.html": ("Deep 2", ["1.html"]),
     "slow/1.html": ("Slow 1", ["2.html"]),
     "slow/2.html": ("Slow 2", ["1.html"]),
+    "misc/links.html": ("Links", ["", "#top", " ../team.html\n", "..\t/data.csv"]),
+    "misc/base.html": ("Base", ["api.html", "guide.html", ""]),
     "stall.html": ("Stall", []),
 }
+
+# <base href> of a page: its links are resolved against that, not the page.
+BASES = {"misc/base.html": "../docs/"}
 
 
 def write_site(root):
     for path, (title, links) in PAGES.items():
-        anchors = "\n".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
+        anchors = "\n".join(f'<li><a href="{href}">{href.strip()}</a></li>'
+                             for href in links)
+        base = f'<base href="{BASES[path]}">' if path in BASES else ""
         os.makedirs(os.path.join(root, os.path.dirname(path)), exist_ok=True)
         with open(os.path.join(root, path), "w", encoding="utf-8") as f:
-            f.write(f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n"
+            f.write(f"<!DOCTYPE html>\n<html><head><title>{title}</title>{base}</head>\n"
                     f"<body><h1 id=top>{title}</h1>\n<ul>\n{anchors}\n</ul></body></html>\n")
     with open(os.path.join(root, "data.csv"), "w", encoding="utf-8") as f:
         f.write("page,links\n" + "".join(f"{p},{len(l)}\n" for p, (_, l) in PAGES.items()))

@@ -21,6 +21,15 @@
 // With no DIR it writes to five replicas in a temporary directory, two of
 // them slow. Exit status: 0 quorum reached, 1 quorum failed, 2 bad arguments.
 //
+// The replica lines and the final count are taken when every write has
+// returned, so they are what the directories hold when the program exits: a
+// write that was past its last look at the context when the outcome was
+// decided still puts its blob in place, and counts ("quorum reached: 503 of
+// 1000 hold blob, 501 needed"). A replica that did not get the blob but has
+// one from before says so. SIGINT, SIGTERM and SIGHUP cancel the writes
+// (signal_guard in common.hpp), which clean up; then the process dies of the
+// signal.
+//
 // Examples, checked by ctest:
 //   $ quorum
 //   r0: written
@@ -28,10 +37,11 @@
 //   r2: written
 //   r3: cancelled
 //   r4: cancelled
-//   quorum reached: 3 of 5 hold blob, in ... s
+//   quorum reached: 3 of 5 hold blob, 3 needed, in ... s
 //
 // Two slow replicas: the quorum is reached without them, and they leave
-// nothing behind:
+// nothing behind; written again, with other replicas slow, the lines still
+// say what each directory holds:
 //   $ mkdir r0 r1 r2 r3 r4
 //   $ quorum --slow 3=60 --slow 4=60 r0 r1 r2 r3 r4
 //   r0: written
@@ -39,13 +49,20 @@
 //   r2: written
 //   r3: cancelled
 //   r4: cancelled
-//   quorum reached: 3 of 5 hold blob, in ... s
+//   quorum reached: 3 of 5 hold blob, 3 needed, in ... s
 //   $ find . -type f | sort
 //   ./r0/blob
 //   ./r1/blob
 //   ./r2/blob
 //   $ cmp r0/blob r2/blob && echo same
 //   same
+//   $ quorum --slow 0=60 --slow 1=60 r0 r1 r2 r3 r4
+//   r0: cancelled (an older blob is there)
+//   r1: cancelled (an older blob is there)
+//   r2: written
+//   r3: written
+//   r4: written
+//   quorum reached: 3 of 5 hold blob, 3 needed, in ... s
 //
 // Three broken replicas (missing, or not a directory): with 3 of 5 needed,
 // the third failure decides, and the slow ones are cancelled:
@@ -56,14 +73,40 @@
 //   r2: Not a directory
 //   r3: No such file or directory
 //   r4: cancelled
-//   quorum: 0 of 5 succeeded, 3 needed
+//   quorum failed: 0 of 5 hold blob, 3 needed, in ... s
 //   [exit 1]
 //   $ find . -type f | sort
 //   ./r2
 //
+// Many replicas: more than K may finish, and the count is theirs; the lines
+// that say "written", the count and the blobs on disk agree (N stands for
+// the count printed):
+//   $ mkdir $(seq -f r%g 0 199) && seq 1 1000 >data
+//   $ quorum -i data -k 101 r* >out
+//   $ find -name blob | wc -l >n && grep -c ': written$' out | cmp - n
+//   $ tail -n 1 out | sed "s/ $(cat n) of / N of /"
+//   quorum reached: N of 200 hold blob, 101 needed, in ... s
+// and so they do when the quorum fails (half the replicas are missing):
+//   $ mkdir $(seq -f r%g 0 2 199) && seq 1 1000 >data
+//   $ quorum -i data -k 150 $(seq -f r%g 0 199) >out 2>&1
+//   [exit 1]
+//   $ find -name blob | wc -l >n && grep -c ': written$' out | cmp - n
+//   $ tail -n 1 out | sed "s/ $(cat n) of / N of /"
+//   quorum failed: N of 200 hold blob, 150 needed, in ... s
+//
+// An interrupt cancels the writes; they leave nothing behind:
+//   $ mkdir r0 && timeout -s INT 0.5 quorum --slow 0=60 -k 1 r0
+//   r0: cancelled
+//   quorum: interrupted; 0 of 1 hold blob, 1 needed
+//   [exit 124]
+//   $ find . -type f
+//
 // Bad arguments get one line and exit status 2:
 //   $ quorum --quorum 4 r0 r1 r2
-//   quorum: --quorum 4 is more than the 3 replicas
+//   quorum: --quorum 4 is not in 1..3 (3 replicas)
+//   [exit 2]
+//   $ quorum -k 0 r0 r1 r2
+//   quorum: --quorum 0 is not in 1..3 (3 replicas)
 //   [exit 2]
 //   $ quorum --slow 3:5 r0 r1 r2
 //   quorum: --slow 3:5: not REPLICA=SECONDS with REPLICA in 0..2
@@ -86,6 +129,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -146,15 +190,21 @@ void write_replica(const errgroup::context& ctx, const replica& r,
   if (::fsync(file.fd) != 0 || ::close(std::exchange(file.fd, -1)) != 0)
     fail(dir);
   ctx.err().throw_if();  // the last chance to give up: then the blob is there
-  if (::rename(tmp.c_str(), (r.dir / name).c_str()) != 0) fail(dir);
+  const fs::path blob_path = r.dir / name;
+  if (::rename(tmp.c_str(), blob_path.c_str()) != 0) fail(dir);
   file.renamed = true;
-  // fsync the directory too, which makes the rename durable.
+  // fsync the directory too, which makes the rename durable. If that fails
+  // the write failed: the blob goes, so that the replica's line (an error)
+  // and its directory agree.
   const int d = ::open(r.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   const bool synced = d >= 0 && ::fsync(d) == 0;
   const int saved = errno;
   if (d >= 0) ::close(d);
-  errno = saved;
-  if (!synced) fail(dir);
+  if (!synced) {
+    ::unlink(blob_path.c_str());
+    errno = saved;
+    fail(dir);
+  }
 }
 
 // A blob of pseudo-random bytes, the same on every machine.
@@ -167,12 +217,12 @@ std::string demo_blob(std::size_t size) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv, signal_guard& interrupt) {
   CLI::App app{
       "Write a blob to every replica directory; succeed once --quorum of "
       "them hold it, fail as soon as that is out of reach."};
   std::vector<std::string> dirs;
-  std::size_t k = 0;
+  long long k = 0;
   std::string input;
   std::string name = "blob";
   std::vector<std::string> slow_args;
@@ -206,12 +256,13 @@ int main(int argc, char** argv) {
   std::vector<replica> replicas;
   for (const std::string& dir : dirs)
     replicas.push_back({demo ? demo->path() / dir : fs::path(dir), dir});
-  if (k == 0) k = n / 2 + 1;
-  if (k > n) {
-    std::cerr << "quorum: --quorum " << k << " is more than the " << n
-              << " replicas\n";
+  if (app.count("--quorum") == 0) k = static_cast<long long>(n / 2 + 1);
+  if (k < 1 || static_cast<std::size_t>(k) > n) {
+    std::cerr << "quorum: --quorum " << k << " is not in 1.." << n << " (" << n
+              << (n == 1 ? " replica" : " replicas") << ")\n";
     return 2;
   }
+  const auto needed = static_cast<std::size_t>(k);
   for (const std::string& arg : slow_args) {
     std::size_t i = 0;
     double s = 0;
@@ -241,20 +292,29 @@ int main(int argc, char** argv) {
   }
 
   // Each write records how it ended in its own slot: written, failed (with
-  // its error), or cancelled (also when it never started).
+  // its error), or cancelled (also when it never started). A write that
+  // passed its last look at the context before the outcome was decided still
+  // renames its blob into place: it is written too, and counted.
   std::vector<std::string> outcome(n, "cancelled");
   std::atomic<std::size_t> written{0};
   std::atomic<std::size_t> failed{0};
   std::optional<progress_line> progress;
   progress.emplace([&] {  // quorum() keeps its group to itself: own counts
     return std::to_string(written.load()) + " written of the " +
-           std::to_string(k) + " needed, " + std::to_string(failed.load()) +
-           " failed (" + std::to_string(n - k + 1) + " would fail the quorum)";
+           std::to_string(needed) + " needed, " +
+           std::to_string(failed.load()) + " failed (" +
+           std::to_string(n - needed + 1) + " would fail the quorum)";
   });
+  // A signal cancels the writes still running (they remove their temporary
+  // files) and fails the quorum unless it was reached.
+  const errgroup::context_and_cancel run =
+      errgroup::with_cancel(errgroup::context());
+  const std::stop_callback on_signal(interrupt.token(),
+                                     [&run] { run.cancel(); });
   const auto began = std::chrono::steady_clock::now();
   errgroup::scheduler io{static_cast<int>(std::min<std::size_t>(n, 64))};
-  auto result = errgroup::quorum(
-      errgroup::context(), n, k,
+  const auto result = errgroup::quorum(
+      run.ctx, n, needed,
       [&](const errgroup::context& ctx, std::size_t i) {
         try {
           write_replica(ctx, replicas[i], i, name, blob);
@@ -273,17 +333,40 @@ int main(int argc, char** argv) {
   const seconds took = std::chrono::steady_clock::now() - began;
   progress.reset();
 
+  // Every write has returned: the lines and the count are what the replica
+  // directories hold now, not a snapshot from when the outcome was decided.
   for (std::size_t i = 0; i < n; ++i) {
     const std::string& label = replicas[i].label;
     if (outcome[i].starts_with(label + ": "))
-      std::cout << outcome[i] << '\n';  // an error that names the replica
+      std::cout << outcome[i];  // an error that names the replica
     else
-      std::cout << label << ": " << outcome[i] << '\n';
+      std::cout << label << ": " << outcome[i];
+    std::error_code ec;
+    if (outcome[i] != "written" && fs::exists(replicas[i].dir / name, ec))
+      std::cout << " (an older " << name << " is there)";
+    std::cout << '\n';
   }
-  if (result.err) {
-    std::cerr << result.err.message() << '\n';  // "quorum: 1 of 5 succeeded..."
+  std::cout.flush();
+  const std::size_t holding = written.load();
+  if (interrupt.caught() != 0) {
+    std::cerr << "quorum: interrupted; " << holding << " of " << n << " hold "
+              << name << ", " << needed << " needed\n";
+    return 1;  // main() then dies of the signal
+  }
+  if (result.err && !result.err.is<errgroup::quorum_error>()) {
+    std::cerr << "quorum: " << result.err.message() << '\n';
     return 1;
   }
-  std::printf("quorum reached: %zu of %zu hold %s, in %.2f s\n",
-              result.successes.size(), n, name.c_str(), took.count());
+  std::fprintf(result.err ? stderr : stdout,
+               "quorum %s: %zu of %zu hold %s, %zu needed, in %.2f s\n",
+               result.err ? "failed" : "reached", holding, n, name.c_str(),
+               needed, took.count());
+  return result.err ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+  signal_guard interrupt;  // first: every thread inherits its signal mask
+  const int status = run(argc, argv, interrupt);
+  interrupt.reraise();  // after run()'s cleanup: the demo replicas are gone
+  return status;
 }

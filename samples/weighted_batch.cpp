@@ -12,6 +12,17 @@
 // first error (an unreadable file, an unwritable output) cancels the jobs that
 // have not started yet (the group is a context group); they never run.
 //
+// Outputs are written whole or not at all: into a temporary file next to
+// NAME.gz, fsync, then rename. A job that fails (a full disk, an output that
+// cannot be written) or is cancelled removes its temporary file, so no
+// truncated NAME.gz is ever left; the outputs finished before stay. Over a
+// file size limit (ulimit -f) the write fails with "File too large": the
+// sample ignores SIGXFSZ, which would kill it otherwise. SIGINT, SIGTERM and
+// SIGHUP cancel the group's context (signal_guard in common.hpp): jobs not
+// started never run, running ones stop at their next 1 MiB step and clean
+// up, and then the process dies of the signal. On a terminal a progress line
+// shows the jobs done, running and waiting, and the memory in use.
+//
 // While jobs run, each adds its weight to a counter of the memory in use and
 // takes it off before it returns: the peak of that counter is printed, and
 // the sample fails if it ever goes above the budget. A job heavier than the
@@ -54,6 +65,23 @@
 //   $ weighted_batch --out gz zeros.bin
 //   weighted_batch: gz/zeros.bin.gz: Is a directory
 //   [exit 1]
+//   $ ls -A gz
+//   zeros.bin.gz
+//
+// A full disk fails the job that hits it and leaves no partial output (here
+// a file size limit stands in for it: ulimit -f, in KiB):
+//   $ seq 1 200000 > numbers.txt
+//   $ ulimit -f 64 && weighted_batch --out gz numbers.txt
+//   weighted_batch: gz/numbers.txt.gz: File too large
+//   [exit 1]
+//   $ ls -A gz
+//
+// So does an interrupt, whenever it comes: the outputs there are are whole,
+// and no temporary file is left:
+//   $ seq 1 3000000 > a.txt && for i in 1 2 3; do cp a.txt $i.txt; done
+//   $ timeout -s INT 0.5 weighted_batch -b 256 -o gz ?.txt &>/dev/null; true
+//   $ find gz -name '.*'
+//   $ shopt -s nullglob; for f in gz/*; do gzip -t $f || echo $f damaged; done
 //
 // Bad arguments get one line and exit status 2:
 //   $ weighted_batch no/such/file
@@ -65,6 +93,8 @@
 //   $ weighted_batch --help | head -n 1
 //   Compress files with gzip, several at once, under a memory budget: ...
 #define ZLIB_CONST
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <CLI/CLI.hpp>
@@ -72,6 +102,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <errgroup/errgroup.hpp>
@@ -80,8 +111,10 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "common.hpp"
@@ -125,22 +158,71 @@ void write_file(const fs::path& path, const std::string& data) {
     throw std::system_error(errno, std::generic_category(), path);
 }
 
-// gzip(in, level) returns `in` compressed in gzip format.
-std::string gzip(const std::string& in, int level) {
+// write_output(path, data, ctx) writes data to path so that path is either
+// whole or not there at all: into a temporary file next to it (.NAME.tmp.*),
+// fsync, then rename over path. On every failure, and when ctx is cancelled
+// before the rename, the temporary file is removed. Errors name path.
+void write_output(const fs::path& path, const std::string& data,
+                  const errgroup::context& ctx) {
+  static std::atomic<unsigned> serial{0};
+  const auto fail = [&path] {
+    throw std::system_error(errno, std::generic_category(), path.string());
+  };
+  struct temp_file {
+    fs::path path;
+    int fd = -1;
+    bool renamed = false;
+    ~temp_file() {
+      if (fd >= 0) ::close(fd);
+      if (fd != -2 && !renamed) ::unlink(path.c_str());
+    }
+  } tmp;
+  do {  // a fresh name, in case one is left from a process that was killed
+    tmp.path = path.parent_path() /
+               ("." + path.filename().string() + ".tmp." +
+                std::to_string(::getpid()) + "." + std::to_string(serial++));
+    tmp.fd =
+        ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  } while (tmp.fd < 0 && errno == EEXIST);
+  if (tmp.fd < 0) {
+    tmp.fd = -2;  // nothing to remove
+    fail();
+  }
+  for (std::size_t done = 0; done < data.size();) {
+    ctx.err().throw_if();
+    const ::ssize_t n =
+        ::write(tmp.fd, data.data() + done,
+                std::min<std::size_t>(data.size() - done, 1 << 20));
+    if (n < 0 && errno != EINTR) fail();  // ENOSPC, EFBIG (SIGXFSZ ignored)
+    if (n > 0) done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(tmp.fd) != 0 || ::close(std::exchange(tmp.fd, -1)) != 0) fail();
+  ctx.err().throw_if();  // the last chance to give up
+  if (::rename(tmp.path.c_str(), path.c_str()) != 0) fail();
+  tmp.renamed = true;
+}
+
+// gzip(in, level, ctx) returns `in` compressed in gzip format; it gives up
+// (throws ctx's error) between 1 MiB steps once ctx is cancelled.
+std::string gzip(const std::string& in, int level,
+                 const errgroup::context& ctx) {
   z_stream s{};
   if (deflateInit2(&s, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
       Z_OK)
     throw std::bad_alloc();
   std::unique_ptr<z_stream, int (*)(z_stream*)> end(&s, &deflateEnd);
   std::string out(deflateBound(&s, in.size()), '\0');
-  constexpr std::size_t step = std::size_t{1} << 30;  // avail_* are 32 bits
+  constexpr std::size_t in_step = std::size_t{1} << 20;
+  constexpr std::size_t out_step = std::size_t{1} << 30;  // avail_out: 32 bits
   int rc = Z_OK;
   while (rc == Z_OK) {
+    ctx.err().throw_if();
     const std::size_t in_left = in.size() - s.total_in;
     s.next_in = reinterpret_cast<const Bytef*>(in.data()) + s.total_in;
-    s.avail_in = static_cast<uInt>(std::min(in_left, step));
+    s.avail_in = static_cast<uInt>(std::min(in_left, in_step));
     s.next_out = reinterpret_cast<Bytef*>(out.data()) + s.total_out;
-    s.avail_out = static_cast<uInt>(std::min(out.size() - s.total_out, step));
+    s.avail_out =
+        static_cast<uInt>(std::min(out.size() - s.total_out, out_step));
     rc = deflate(&s, s.avail_in == in_left ? Z_FINISH : Z_NO_FLUSH);
   }
   if (rc != Z_STREAM_END)
@@ -192,7 +274,7 @@ void write_demo_set(const fs::path& dir) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv, signal_guard& interrupt) {
   CLI::App app{
       "Compress files with gzip, several at once, under a memory budget: each "
       "job waits until its estimated memory fits."};
@@ -275,7 +357,13 @@ int main(int argc, char** argv) {
   errgroup::weighted budget{budget_kib};
   std::atomic<std::int64_t> in_use{0};
   std::atomic<std::int64_t> peak{0};
-  errgroup::group g{errgroup::context()};  // a context group
+  // A signal cancels the batch: jobs not started never run, running ones
+  // stop at their next step and remove their temporary files.
+  const errgroup::context_and_cancel batch =
+      errgroup::with_cancel(errgroup::context());
+  const std::stop_callback on_signal(interrupt.token(),
+                                     [&batch] { batch.cancel(); });
+  errgroup::group g{batch.ctx};  // a context group
   g.set_limit(errgroup::scheduler::default_scheduler().max_concurrency());
   {
     progress_line progress([&] {
@@ -301,17 +389,21 @@ int main(int argc, char** argv) {
              } leave{in_use, j.weight};
 
              const std::string data = read_file(j.path, j.size);
-             if (ctx.cancelled()) return ctx.err();
-             const std::string packed = gzip(data, level);
+             const std::string packed = gzip(data, level, ctx);
              j.packed = packed.size();
              if (!out_dir.empty())
-               write_file(
+               write_output(
                    fs::path(out_dir) / (j.path.filename().string() + ".gz"),
-                   packed);
-             return errgroup::error();
+                   packed, ctx);
            });
     }
-    if (errgroup::error err = g.wait()) {
+    const errgroup::error err = g.wait();
+    progress.stop();
+    if (interrupt.caught() != 0) {
+      std::cerr << "weighted_batch: interrupted; no output is half-written\n";
+      return 1;  // main() then dies of the signal
+    }
+    if (err) {
       std::cerr << "weighted_batch: " << err.message() << '\n';
       return 1;
     }
@@ -334,8 +426,9 @@ int main(int argc, char** argv) {
     total_out += double(j.packed);
   }
   char line[256];
-  std::snprintf(line, sizeof line, "%zu files, %s -> %s (%.1f%%) in %.2f s",
-                jobs.size(), human(total_in).c_str(), human(total_out).c_str(),
+  std::snprintf(line, sizeof line, "%zu file%s, %s -> %s (%.1f%%) in %.2f s",
+                jobs.size(), jobs.size() == 1 ? "" : "s",
+                human(total_in).c_str(), human(total_out).c_str(),
                 total_in > 0 ? 100 * total_out / total_in : 0.0, took.count());
   std::cout << line << '\n';
   if (peak.load() > budget_kib) {
@@ -344,4 +437,13 @@ int main(int argc, char** argv) {
   }
   std::cout << "budget " << budget_mib << " MiB: peak in use "
             << human(double(peak.load()) * 1024) << ", never above it\n";
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  signal_guard interrupt;  // first: every thread inherits its signal mask
+  std::signal(SIGXFSZ, SIG_IGN);  // over a file size limit: EFBIG, not death
+  const int status = run(argc, argv, interrupt);
+  interrupt.reraise();  // after run()'s cleanup: the demo set is gone too
+  return status;
 }

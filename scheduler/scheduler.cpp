@@ -99,4 +99,25 @@ scheduler::~scheduler() {
   if (worker_request_ != 0) worker_limit::instance().remove(worker_request_);
 }
 
+namespace detail {
+
+void run_in_arena(const scheduler& s, const void* tag, void (*fn)(void*),
+                  void* arg) {
+  struct iso final : tbb::detail::d1::delegate_base {
+    void (*fn)(void*);
+    void* arg;
+    iso(void (*f)(void*), void* a) : fn(f), arg(a) {}
+    bool operator()() const override {
+      fn(arg);
+      return true;
+    }
+  } d{fn, arg};
+  const auto isolation = reinterpret_cast<std::intptr_t>(tag);
+  if (tbb::task_arena* a = s.target())
+    a->execute([&] { tbb::detail::r1::isolate_within_arena(d, isolation); });
+  else
+    tbb::detail::r1::isolate_within_arena(d, isolation);
+}
+
+}  // namespace detail
 }  // namespace errgroup

@@ -30,6 +30,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 namespace errgroup {
 
@@ -77,25 +78,18 @@ class scheduler {
 
 namespace detail {
 
-// run_in_arena(s, tag, fn) runs fn() on the calling thread inside the
-// scheduler's arena, isolated with the given tag: tasks spawned there carry
-// the tag, and a wait there runs only tasks that carry it (oneTBB work
+// run_in_arena(s, tag, fn, arg) runs fn(arg) on the calling thread inside
+// the scheduler's arena, isolated with the given tag: tasks spawned there
+// carry the tag, and a wait there runs only tasks that carry it (oneTBB work
 // isolation, one tag shared by spawn and wait). fn must not throw.
+void run_in_arena(const scheduler& s, const void* tag, void (*fn)(void*),
+                  void* arg);
+
 template <class Fn>
 void run_in_arena(const scheduler& s, const void* tag, Fn&& fn) {
-  struct iso final : tbb::detail::d1::delegate_base {
-    Fn* fn;
-    explicit iso(Fn* f) : fn(f) {}
-    bool operator()() const override {
-      (*fn)();
-      return true;
-    }
-  } d{&fn};
-  const auto isolation = reinterpret_cast<std::intptr_t>(tag);
-  if (tbb::task_arena* a = s.target())
-    a->execute([&] { tbb::detail::r1::isolate_within_arena(d, isolation); });
-  else
-    tbb::detail::r1::isolate_within_arena(d, isolation);
+  run_in_arena(
+      s, tag,
+      [](void* f) { (*static_cast<std::remove_reference_t<Fn>*>(f))(); }, &fn);
 }
 
 }  // namespace detail

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "errgroup/context.hpp"
+#include "errgroup/detail/invoke.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
 #include "errgroup/scheduler.hpp"
@@ -77,27 +78,14 @@ template <class R>
 using elem_ref_t =
     const std::remove_reference_t<std::ranges::range_reference_t<R>>&;
 
-// invoke_elem(f, c, x) calls f(c, x), or f(x) when f takes no context.
 template <class F, class X>
-decltype(auto) invoke_elem(F& f, const context& c, X&& x) {
-  if constexpr (std::is_invocable_v<F&, const context&, X>)
-    return std::invoke(f, c, std::forward<X>(x));
-  else
-    return std::invoke(f, std::forward<X>(x));
-}
-
-template <class F, class X>
-using elem_result_t =
-    typename std::conditional_t<std::is_invocable_v<F&, const context&, X>,
-                                std::invoke_result<F&, const context&, X>,
-                                std::invoke_result<F&, X>>::type;
+using elem_result_t = invoke_with_t<F, X>;
 
 template <class F, class X>
 constexpr bool check_elem_fn() {
-  static_assert(
-      std::is_invocable_v<F&, const context&, X> || std::is_invocable_v<F&, X>,
-      "errgroup: f must be callable as f(const errgroup::context&, "
-      "element) or f(element)");
+  static_assert(callable_with<F, X>,
+                "errgroup: f must be callable as f(const errgroup::context&, "
+                "element) or f(element)");
   return true;
 }
 
@@ -200,7 +188,7 @@ auto parallel_map(const context& parent, R&& in, F&& f,
     std::vector<U> out(n);
     auto body = [&](const context& c, std::size_t i) {
       X x = first[static_cast<diff>(i)];
-      out[i] = detail::invoke_elem(f, c, x);
+      out[i] = detail::invoke_with(f, c, x);
     };
     if (error e = detail::for_each_chunk(parent, n, options, s, body))
       return {{}, std::move(e)};
@@ -209,7 +197,7 @@ auto parallel_map(const context& parent, R&& in, F&& f,
     std::vector<std::optional<U>> slots(n);
     auto body = [&](const context& c, std::size_t i) {
       X x = first[static_cast<diff>(i)];
-      slots[i].emplace(detail::invoke_elem(f, c, x));
+      slots[i].emplace(detail::invoke_with(f, c, x));
     };
     if (error e = detail::for_each_chunk(parent, n, options, s, body))
       return {{}, std::move(e)};
@@ -248,9 +236,9 @@ error parallel_for_each(const context& parent, R&& range, F&& f,
   using diff = std::iter_difference_t<decltype(first)>;
   auto body = [&](const context& c, std::size_t i) {
     if constexpr (std::is_void_v<detail::elem_result_t<Fn, X>>)
-      detail::invoke_elem(f, c, first[static_cast<diff>(i)]);
+      detail::invoke_with(f, c, first[static_cast<diff>(i)]);
     else
-      return error(detail::invoke_elem(f, c, first[static_cast<diff>(i)]));
+      return error(detail::invoke_with(f, c, first[static_cast<diff>(i)]));
   };
   return detail::for_each_chunk(parent, n, options, s, body);
 }

@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "errgroup/context.hpp"
+#include "errgroup/detail/invoke.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/scheduler.hpp"
 
@@ -64,27 +65,20 @@ class group_task;
 
 // What a task may return.
 template <class R>
-concept task_result = std::is_void_v<R> || std::same_as<R, error> ||
-    std::same_as<R, std::error_code> || std::same_as<R, std::exception_ptr>;
+concept task_result = std::is_void_v<R> || error_result<R>;
 
 template <class F>
-concept takes_context = std::is_invocable_v<F&, const context&>;
-
-template <class F>
-using task_result_t =
-    typename std::conditional_t<takes_context<F>,
-                                std::invoke_result<F&, const context&>,
-                                std::invoke_result<F&>>::type;
+using task_result_t = invoke_with_t<F>;
 
 // The most a task's callable may be aligned (oneTBB's pool aligns blocks so).
 inline constexpr std::size_t max_task_align = 64;
 
 template <class F>
 constexpr bool check_task() {
-  static_assert(takes_context<F> || std::is_invocable_v<F&>,
+  static_assert(callable_with<F>,
                 "errgroup: a task must be callable as f() or "
                 "f(const errgroup::context&)");
-  if constexpr (takes_context<F> || std::is_invocable_v<F&>)
+  if constexpr (callable_with<F>)
     static_assert(task_result<task_result_t<F>>,
                   "errgroup: a task must return void, errgroup::error, "
                   "std::error_code or std::exception_ptr");
@@ -98,18 +92,10 @@ constexpr bool check_task() {
 template <class F>
 error call(F& f, const context& ctx) noexcept {
   try {
-    using R = task_result_t<F>;
-    if constexpr (takes_context<F>) {
-      if constexpr (std::is_void_v<R>)
-        f(ctx);
-      else
-        return error(f(ctx));
-    } else {
-      if constexpr (std::is_void_v<R>)
-        f();
-      else
-        return error(f());
-    }
+    if constexpr (std::is_void_v<task_result_t<F>>)
+      invoke_with(f, ctx);
+    else
+      return error(invoke_with(f, ctx));
   } catch (...) {
     return error(std::current_exception());
   }
@@ -394,10 +380,7 @@ auto group::labelled(std::string label, F&& f) {
   return [this, label = std::move(label),
           fn = std::forward<F>(f)](const context& ctx) mutable {
     tracker t(*this, label);
-    if constexpr (detail::takes_context<std::decay_t<F>>)
-      return fn(ctx);
-    else
-      return fn();
+    return detail::invoke_with(fn, ctx);
   };
 }
 

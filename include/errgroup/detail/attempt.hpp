@@ -10,34 +10,25 @@
 #include <utility>
 
 #include "errgroup/context.hpp"
+#include "errgroup/detail/invoke.hpp"
 #include "errgroup/error.hpp"
 
 namespace errgroup::detail {
 
 // What f(ctx, i) returns, when f takes a context, else what f(i) returns.
 template <class F>
-using attempt_result_t = typename std::conditional_t<
-    std::is_invocable_v<F&, const context&, std::size_t>,
-    std::invoke_result<F&, const context&, std::size_t>,
-    std::invoke_result<F&, std::size_t>>::type;
-
-// is_error_result<R>: R reports success or failure and carries no value.
-template <class R>
-inline constexpr bool is_error_result =
-    std::is_same_v<R, error> || std::is_same_v<R, std::error_code> ||
-    std::is_same_v<R, std::exception_ptr>;
+using attempt_result_t = invoke_with_t<F, std::size_t>;
 
 // success_t<R> is the value a successful call yields: void when f returns
 // void or an error type, else R without reference or cv.
 template <class R>
 using success_t =
-    std::conditional_t<std::is_void_v<R> || is_error_result<std::decay_t<R>>,
-                       void, std::remove_cvref_t<R>>;
+    std::conditional_t<std::is_void_v<R> || error_result<std::decay_t<R>>, void,
+                       std::remove_cvref_t<R>>;
 
 template <class F>
 constexpr bool check_attempt() {
-  static_assert(std::is_invocable_v<F&, const context&, std::size_t> ||
-                    std::is_invocable_v<F&, std::size_t>,
+  static_assert(callable_with<F, std::size_t>,
                 "errgroup: f must be callable as f(const errgroup::context&, "
                 "std::size_t) or f(std::size_t)");
   return true;
@@ -61,12 +52,7 @@ auto attempt(F& f, const context& c, std::size_t i) noexcept
   using R = attempt_result_t<F>;
   using V = success_t<R>;
   try {
-    auto call = [&]() -> R {
-      if constexpr (std::is_invocable_v<F&, const context&, std::size_t>)
-        return f(c, i);
-      else
-        return f(i);
-    };
+    auto call = [&]() -> R { return invoke_with(f, c, i); };
     if constexpr (std::is_void_v<R>) {
       call();
       return {};

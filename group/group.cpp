@@ -3,7 +3,6 @@
 #include "errgroup/group.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <exception>
 #include <limits>
 #include <string>
@@ -98,6 +97,7 @@ group_state::~group_state() {
   } catch (...) {
     // wait() only throws for a wait from one of our own tasks; nothing to do.
   }
+  delete extras_.load();
 }
 
 void group_state::set_limit(int n) {
@@ -256,40 +256,13 @@ void group_state::finish(holdings held, error e, bool skipped) noexcept {
    : failed ? failed_
             : run_.succeeded)
       .fetch_add(1, std::memory_order_release);
-  if (progress_ != nullptr) progress();
+  if (extras* x = extras_.load(std::memory_order_acquire)) x->finished(*this);
   hot_.wait.release();  // last: wait() may return and the group go away
 }
 
-void group_state::progress() noexcept {
-  const std::int64_t now =
-      std::chrono::steady_clock::now().time_since_epoch().count();
-  std::int64_t next = progress_->next.load(std::memory_order_relaxed);
-  if (now < next) return;
-  // The CAS elects one caller; `next` stays far ahead while cb runs.
-  if (!progress_->next.compare_exchange_strong(
-          next, std::numeric_limits<std::int64_t>::max(),
-          std::memory_order_acquire))
-    return;
-  try {
-    progress_->cb(counters());
-  } catch (...) {
-    // A progress callback must not throw; its exception is dropped.
-  }
-  progress_->next.store(
-      std::chrono::steady_clock::now().time_since_epoch().count() +
-          progress_->every.count(),
-      std::memory_order_release);
-}
-
 void group_state::record(error e) noexcept {
-  if (keep_errors_) {
-    std::lock_guard lock(mu_);
-    try {
-      errors_.push_back({e, !node_->cancelled()});
-    } catch (...) {
-      // Out of memory: the first error below is still kept.
-    }
-  }
+  if (extras* x = extras_.load(std::memory_order_acquire))
+    x->failed(e, !node_->cancelled());
   error first;
   {
     std::lock_guard lock(mu_);
@@ -425,63 +398,5 @@ void group::launch(detail::group_task& t, detail::gate* budget,
 error group::wait() { return state().wait(); }
 
 group::stats group::counters() const noexcept { return state().counters(); }
-
-void group::on_progress(std::function<void(const stats&)> cb,
-                        std::chrono::steady_clock::duration every) {
-  detail::group_state& g = state();
-  if (!cb) {
-    g.progress_.reset();
-    return;
-  }
-  auto p = std::make_unique<detail::group_state::progress_state>();
-  p->cb = std::move(cb);
-  p->every = every;
-  g.progress_ = std::move(p);
-}
-
-void group::keep_errors() noexcept { state().keep_errors_ = true; }
-
-std::vector<group::task_error> group::errors() const {
-  const detail::group_state& g = state();
-  std::lock_guard lock(g.mu_);
-  return g.errors_;
-}
-
-using label_list =
-    std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>;
-
-// A tracker keeps its list entry's iterator in its pointer-sized `it`.
-static_assert(sizeof(label_list::iterator) == sizeof(void*) &&
-              std::is_trivially_copyable_v<label_list::iterator>);
-
-group::tracker::tracker(group& grp, std::string label) : g(&grp) {
-  detail::group_state& s = g->state();
-  std::lock_guard lock(s.mu_);
-  s.labelled_.emplace_front(std::move(label), std::chrono::steady_clock::now());
-  const label_list::iterator i = s.labelled_.begin();
-  std::memcpy(&it, &i, sizeof i);
-}
-
-group::tracker::~tracker() {
-  detail::group_state& s = g->state();
-  label_list::iterator i;
-  std::memcpy(static_cast<void*>(&i), &it, sizeof i);
-  std::lock_guard lock(s.mu_);
-  s.labelled_.erase(i);
-}
-
-std::vector<group::running_task> group::running() const {
-  const auto now = std::chrono::steady_clock::now();
-  std::vector<running_task> out;
-  {
-    const detail::group_state& s = state();
-    std::lock_guard lock(s.mu_);
-    for (const auto& [label, since] : s.labelled_)
-      out.push_back({label, now - since});
-  }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.elapsed > b.elapsed; });
-  return out;
-}
 
 }  // namespace errgroup

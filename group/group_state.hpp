@@ -123,6 +123,23 @@ class poke final : public d1::task {
   group_state* group_;
 };
 
+// extras is the state of group's observing members (extras.cpp): labels
+// of running tasks, the progress callback, every error.
+struct extras {
+  std::mutex mu;
+  bool keep_errors = false;               // guarded by mu
+  std::vector<group::task_error> errors;  // guarded by mu
+  std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>
+      labelled;                                       // guarded by mu
+  std::function<void(const group::stats&)> progress;  // set before go()
+  std::chrono::steady_clock::duration every{};
+  std::atomic<std::int64_t> next{0};  // steady_clock ticks
+  // finished(g): a task of g finished; calls progress when it is due.
+  void finished(const group_state& g) noexcept;
+  // failed(e, root): a task failed with e; kept when keep_errors.
+  void failed(const error& e, bool root) noexcept;
+};
+
 class group_state {
  public:
   group_state(std::shared_ptr<node> n, bool has_context, scheduler& s);
@@ -193,24 +210,16 @@ class group_state {
   mutable std::mutex mu_;
   error first_;  // guarded by mu_
 
-  // The extras (labels, progress, all errors).
-  bool keep_errors_ = false;
-  std::vector<group::task_error> errors_;  // guarded by mu_
-  std::list<std::pair<std::string, std::chrono::steady_clock::time_point>>
-      labelled_;  // guarded by mu_
-  struct progress_state {
-    std::function<void(const group::stats&)> cb;
-    std::chrono::steady_clock::duration every{};
-    std::atomic<std::int64_t> next{0};  // steady_clock ticks
-  };
-  std::unique_ptr<progress_state> progress_;
+  // The extras (extras.cpp): made on first use, so a group that uses none
+  // carries one pointer and one predictable branch in finish().
+  std::atomic<struct extras*> extras_{nullptr};
+  struct extras& use_extras();
 
  private:
   void spawn(group_task& t) noexcept;
   void start() noexcept;
   void finish(holdings held, error e, bool skipped) noexcept;
   void record(error e) noexcept;
-  void progress() noexcept;
   int enter(group_task& t);
   void count_in() noexcept { hot_.wait.reserve(); }
   std::int64_t active() const noexcept;

@@ -295,8 +295,10 @@ class group {
   };
   // keep_errors() makes the group keep every task error, not only the first;
   // call it before the first go(). errors() returns them in the order they
-  // were recorded. Safe from any thread.
-  void keep_errors() noexcept;
+  // were recorded. Safe from any thread. keep_errors(), on_progress() and
+  // the first labelled go() may throw std::bad_alloc (their state is made
+  // on first use, so groups that use no extra carry none).
+  void keep_errors();
   std::vector<task_error> errors() const;
 
  private:

@@ -228,6 +228,10 @@ void node::deadline_passed(void* self) noexcept {
 
 long node::live_nodes() noexcept { return g_live_nodes.load(); }
 
+node::node(tbb::task_group_context::kind_type k) : spawn_ctx_(k) {
+  g_live_nodes.fetch_add(1, std::memory_order_relaxed);
+}
+
 void node::link::operator()() const noexcept {
   child->cancel(child->parent_->err(), child->parent_->cause());
 }
@@ -238,7 +242,6 @@ std::shared_ptr<node> node::make(const std::shared_ptr<node>& parent,
   std::shared_ptr<node> n(new node(in_task
                                        ? tbb::task_group_context::bound
                                        : tbb::task_group_context::isolated));
-  g_live_nodes.fetch_add(1, std::memory_order_relaxed);
   if (parent) {
     n->parent_ = parent;
     n->deadline_ = parent->deadline_;
@@ -252,7 +255,6 @@ std::shared_ptr<node> node::make(const std::shared_ptr<node>& parent,
 std::shared_ptr<node> node::make_bound(const std::shared_ptr<node>& parent,
                                        tbb::task_group_context& tbb) {
   std::shared_ptr<node> n(new node(tbb::task_group_context::bound));
-  g_live_nodes.fetch_add(1, std::memory_order_relaxed);
   if (parent) {
     n->parent_ = parent;
     n->deadline_ = parent->deadline_;

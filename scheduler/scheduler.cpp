@@ -21,25 +21,31 @@ class worker_limit {
     static worker_limit* w = new worker_limit();
     return *w;
   }
+  // add(threads) raises the limit; throws (changing nothing) when the new
+  // control cannot be made.
   void add(int threads) {
     std::lock_guard lock(mu_);
-    extra_ += threads;
-    update_locked();
+    control_ = make(extra_ + threads);  // the new one is active before the
+    extra_ += threads;                  // old one dies
   }
-  void remove(int threads) {
+  // remove(threads) lowers it again; never throws (from destructors): when
+  // the lower control cannot be made, the higher one stays, which only
+  // allows more workers than asked.
+  void remove(int threads) noexcept {
     std::lock_guard lock(mu_);
     extra_ -= threads;
-    update_locked();
+    try {
+      control_ = make(extra_);
+    } catch (...) {
+    }
   }
 
  private:
-  void update_locked() {
-    std::unique_ptr<tbb::global_control> next;
-    if (extra_ > 0)
-      next = std::make_unique<tbb::global_control>(
-          tbb::global_control::max_allowed_parallelism,
-          static_cast<std::size_t>(tbb::info::default_concurrency() + extra_));
-    control_ = std::move(next);  // the new one is active before the old dies
+  static std::unique_ptr<tbb::global_control> make(long extra) {
+    if (extra <= 0) return nullptr;
+    return std::make_unique<tbb::global_control>(
+        tbb::global_control::max_allowed_parallelism,
+        static_cast<std::size_t>(tbb::info::default_concurrency() + extra));
   }
   std::mutex mu_;
   long extra_ = 0;
@@ -82,11 +88,16 @@ scheduler::scheduler(int max_concurrency)
         "errgroup: scheduler needs max_concurrency >= 1");
   // max_concurrency workers of our own, plus a slot for a thread that joins
   // to wait or to spawn.
+  worker_limit::instance().add(max_concurrency);
+  try {
+    owned_ = std::make_unique<tbb::task_arena>(max_concurrency + 1, 1);
+    owned_->initialize();
+  } catch (...) {
+    worker_limit::instance().remove(max_concurrency);
+    throw;
+  }
   worker_request_ = max_concurrency;
-  worker_limit::instance().add(worker_request_);
-  owned_ = std::make_unique<tbb::task_arena>(max_concurrency + 1, 1);
   arena_ = owned_.get();
-  arena_->initialize();
 }
 
 scheduler::scheduler(tbb::task_arena& arena) : arena_(&arena) {

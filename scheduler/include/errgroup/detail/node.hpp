@@ -101,7 +101,7 @@ class node : public std::enable_shared_from_this<node> {
     node* child;
     void operator()() const noexcept;
   };
-  explicit node(tbb::task_group_context::kind_type k) : spawn_ctx_(k) {}
+  explicit node(tbb::task_group_context::kind_type k);
   // notice_enclosing() cancels the node if the oneTBB work it is bound to
   // was cancelled, and reports whether it did.
   bool notice_enclosing() noexcept;

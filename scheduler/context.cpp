@@ -147,7 +147,7 @@ class bound_nodes {
             !n->spawn_ctx_.is_group_execution_cancelled())
           continue;
         if (auto sp = n->weak_from_this().lock()) {
-          sp->later_ = std::move(found);
+          sp->poll_next_ = std::move(found);
           found = std::move(sp);
         }
       }
@@ -155,7 +155,7 @@ class bound_nodes {
     }
     while (found) {
       std::shared_ptr<node> n = std::move(found);
-      found = std::move(n->later_);
+      found = std::move(n->poll_next_);
       n->notice_enclosing();
     }
     bool again = false;
@@ -178,28 +178,31 @@ class bound_nodes {
   void* entry_ = nullptr;  // the last poll's handle, guarded by polling_
 };
 
-// node_ops holds what runs node operations without recursion: a thread's
-// list of nodes whose stop callbacks must still run (a cancellation reaching
-// the children of the children...), and of parents to release (a dying
-// chain). The outermost call on the thread drains the list.
+// node_ops runs node operations without recursion: a thread's list of
+// nodes whose stop callbacks must still run (a cancellation reaching the
+// children of the children...), and one of parents to release (a dying
+// chain). The outermost call on the thread drains its list. Each list links
+// its nodes through a member of its own; a node is in each at most once (it
+// is cancelled once; it is released by its last owner).
 struct node_ops {
   struct list {
+    std::shared_ptr<node> node::*next;
     std::shared_ptr<node> head;
     bool draining = false;
   };
   static list& notifying() noexcept {
-    thread_local list l;
+    thread_local list l{&node::notify_next_, nullptr, false};
     return l;
   }
   static list& releasing() noexcept {
-    thread_local list l;
+    thread_local list l{&node::release_next_, nullptr, false};
     return l;
   }
   // run(l, n, op): op(n) now if nobody drains l on this thread, else later.
   template <class Op>
   static void run(list& l, std::shared_ptr<node> n, Op op) noexcept {
     if (l.draining) {
-      n->later_ = std::move(l.head);
+      (*n).*l.next = std::move(l.head);
       l.head = std::move(n);
       return;
     }
@@ -208,7 +211,7 @@ struct node_ops {
     n.reset();
     while (l.head) {
       std::shared_ptr<node> next = std::move(l.head);
-      l.head = std::move(next->later_);
+      l.head = std::move((*next).*l.next);
       op(next);
     }
     l.draining = false;
@@ -301,7 +304,9 @@ node::~node() {
   free_algo_contexts(algo_);
   g_live_nodes.fetch_sub(1, std::memory_order_relaxed);
   // Releasing the parent may destroy it, and its parent...: one at a time.
-  if (parent_)
+  // Only its last owner defers it (it is then in the list once); any other
+  // release destroys nothing.
+  if (parent_ && parent_.use_count() == 1)
     node_ops::run(node_ops::releasing(), std::move(parent_),
                   [](std::shared_ptr<node>&) {});
 }

@@ -124,7 +124,9 @@ class node : public std::enable_shared_from_this<node> {
   std::atomic<void*> timer_{nullptr};  // the service's handle (deadline)
   node* bound_prev_ = nullptr;         // in bound_nodes, under its mutex
   node* bound_next_ = nullptr;
-  std::shared_ptr<node> later_;  // in a thread's list of deferred work
+  // Links of the lists of deferred work (context.cpp): notifying and
+  // releasing (a thread's), and the poll's found list (the service's).
+  std::shared_ptr<node> notify_next_, release_next_, poll_next_;
   // Declared last, destroyed first: the link waits for a running parent
   // cancellation to finish before the rest of the node goes away.
   std::optional<std::stop_callback<link>> link_;

@@ -145,7 +145,8 @@ TEST_SUITE("embedding") {
       bool ctx_cancelled = false, stop_requested = false;
       errgroup::group::stats c;
       const bool threw = in_cancelled_body(how, [&](auto started) {
-        auto [g, ctx] = errgroup::with_context(errgroup::context());
+        errgroup::group g{errgroup::context()};
+        const errgroup::context ctx = g.get_context();
         g.set_limit(1);
         g.go([&, started](const errgroup::context& tc) {
           for (int i = 0; i < 10; ++i) g.go([&] { ++ran; });  // queued
@@ -175,7 +176,8 @@ TEST_SUITE("embedding") {
     bool woke = false;
     error result;
     in_cancelled_body(outer_cancel::cancel_group_execution, [&](auto started) {
-      auto [g, ctx] = errgroup::with_context(errgroup::context());
+      errgroup::group g{errgroup::context()};
+      const errgroup::context ctx = g.get_context();
       g.go([&, started](const errgroup::context& tc) {
         started();
         woke = tc.wait_for(30s);
@@ -360,7 +362,8 @@ TEST_SUITE("embedding") {
   TEST_CASE(
       "cancel_group_execution on tbb_context stops that algorithm "
       "only") {
-    auto [g, ctx] = errgroup::with_context(errgroup::context());
+    errgroup::group g{errgroup::context()};
+    const errgroup::context ctx = g.get_context();
     std::atomic<int> later{0};
     bool group_live = false, agrees = false;
     g.go([&](const errgroup::context& c) {
@@ -440,7 +443,8 @@ TEST_SUITE("embedding") {
   TEST_CASE(
       "cancelling a context group stops algorithms run under "
       "tbb_context") {
-    auto [g, ctx] = errgroup::with_context(errgroup::context());
+    errgroup::group g{errgroup::context()};
+    const errgroup::context ctx = g.get_context();
     std::atomic<int> ran{0};
     g.go([&](const errgroup::context& c) {
       tbb::parallel_for(
@@ -550,7 +554,8 @@ TEST_SUITE("embedding") {
       "waits") {
     std::atomic<bool> started{false}, saw_cancel{false};
     try {
-      auto [g, ctx] = errgroup::with_context(errgroup::context());
+      errgroup::group g{errgroup::context()};
+      const errgroup::context ctx = g.get_context();
       g.go([&](const errgroup::context& c) {
         started = true;
         saw_cancel = c.wait_for(30s);
@@ -568,7 +573,8 @@ TEST_SUITE("embedding") {
     struct on_unwind {
       std::atomic<int>* ran;
       ~on_unwind() {
-        auto [g, ctx] = errgroup::with_context(errgroup::context());
+        errgroup::group g{errgroup::context()};
+        const errgroup::context ctx = g.get_context();
         g.go([this](const errgroup::context& c) {
           if (!c.cancelled()) ++*ran;
         });
@@ -604,7 +610,8 @@ TEST_SUITE("embedding") {
     std::atomic<long> total{0};
     tbb::flow::function_node<int, int> node(
         graph, tbb::flow::unlimited, [](int v) {
-          auto [g, ctx] = errgroup::with_context(errgroup::context());
+          errgroup::group g{errgroup::context()};
+          const errgroup::context ctx = g.get_context();
           g.set_limit(2);
           std::atomic<int> s{0};
           for (int k = 0; k < 5; ++k) g.go([&, k] { s += v + k; });

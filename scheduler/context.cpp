@@ -73,7 +73,7 @@ bool poisoned(algo_context* a, node* n) noexcept {
          (n == nullptr || !n->cancelled());
 }
 
-thread_local task_frame* t_frame = nullptr;
+thread_local task_frame::top t_top;
 
 }  // namespace
 
@@ -404,22 +404,27 @@ bool runs_under(const tbb::task_group_context& ctx) noexcept {
   return false;
 }
 
-task_frame::task_frame(node& owner) noexcept : owner_(&owner), outer_(t_frame) {
-  t_frame = this;
+task_frame::task_frame(node& owner) noexcept : owner_(&owner), outer_(t_top) {
+  t_top = {&owner.spawn_context(), this};
 }
 
 task_frame::~task_frame() {
-  t_frame = outer_;
+  t_top = outer_;
   free_algo_contexts(algo_);
 }
 
-task_frame* task_frame::current() noexcept { return t_frame; }
-
-task_frame::suspend_scope::suspend_scope() noexcept : saved_(t_frame) {
-  t_frame = nullptr;
+task_frame* task_frame::current() noexcept {
+  const top t = t_top;
+  if (t.frame == nullptr || t.ctx != tbb::task::current_context())
+    return nullptr;
+  return t.frame;
 }
 
-task_frame::suspend_scope::~suspend_scope() { t_frame = saved_; }
+task_frame::suspend_scope::suspend_scope() noexcept : saved_(t_top) {
+  t_top = {};
+}
+
+task_frame::suspend_scope::~suspend_scope() { t_top = saved_; }
 
 tbb::task_group_context& task_frame::algo_context() {
   if (algo_ == nullptr || poisoned(algo_, owner_))

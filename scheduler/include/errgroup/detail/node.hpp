@@ -139,6 +139,12 @@ bool runs_under(const tbb::task_group_context& ctx) noexcept;
 // task_frame marks a task of a node's group running on this thread; the
 // frames of the tasks running on one thread form a stack. tbb_context()
 // called by the task hands out the frame's own algorithm contexts.
+//
+// A frame is current only while oneTBB's innermost context on the thread
+// is its node's spawn context (checked by address, never through the
+// frame): when tasks migrate between threads (suspension) or oneTBB
+// switches stacks, a thread's stack of frames may be out of date, and then
+// no frame is current rather than a wrong one.
 class task_frame {
  public:
   explicit task_frame(node& owner) noexcept;
@@ -146,28 +152,37 @@ class task_frame {
   task_frame(const task_frame&) = delete;
   task_frame& operator=(const task_frame&) = delete;
 
-  // current() is the innermost frame on this thread, or null.
+  // current() is the frame of the task running innermost on this thread,
+  // or null.
   static task_frame* current() noexcept;
   // suspend_scope takes the frames off this thread while a task is
   // suspended (it may resume on another thread) and puts them back after.
-  class suspend_scope {
-   public:
-    suspend_scope() noexcept;
-    ~suspend_scope();
-    suspend_scope(const suspend_scope&) = delete;
-    suspend_scope& operator=(const suspend_scope&) = delete;
-
-   private:
-    task_frame* saved_;
-  };
+  class suspend_scope;
 
   node& owner() const noexcept { return *owner_; }
   tbb::task_group_context& algo_context();
 
+  // top is a thread's innermost frame and its spawn context.
+  struct top {
+    const tbb::task_group_context* ctx = nullptr;
+    task_frame* frame = nullptr;
+  };
+
  private:
   node* owner_;
-  task_frame* outer_;
+  top outer_;
   detail::algo_context* algo_ = nullptr;
+};
+
+class task_frame::suspend_scope {
+ public:
+  suspend_scope() noexcept;
+  ~suspend_scope();
+  suspend_scope(const suspend_scope&) = delete;
+  suspend_scope& operator=(const suspend_scope&) = delete;
+
+ private:
+  top saved_;
 };
 
 // pending_timers() counts deadlines waiting in the process-wide timer.

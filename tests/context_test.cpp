@@ -10,19 +10,19 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <fstream>
 #include <latch>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
-#include <string>
 #include <thread>
 #include <vector>
 
 #include "errgroup/detail/node.hpp"
 #include "errgroup/scheduler.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
+using test::process_threads;
 
 namespace {
 
@@ -30,22 +30,6 @@ using clock_type = errgroup::context::clock;
 
 // Far enough away that no test ever reaches it.
 constexpr auto far_away = 1h;
-
-// The number of threads of this process, from /proc/self/status.
-int process_threads() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "Threads:") {
-      int n = 0;
-      status >> n;
-      return n;
-    }
-    status.ignore(4096, '\n');
-  }
-  FAIL("no Threads: line in /proc/self/status");
-  return -1;
-}
 
 // Counts how often a stop callback ran.
 struct count_calls {

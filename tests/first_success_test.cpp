@@ -7,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <ctime>
 #include <latch>
 #include <stdexcept>
 #include <string>
@@ -19,22 +18,17 @@
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
 #include "errgroup/scheduler.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
+using test::process_cpu_time;
+using test::thread_counts;
 
 namespace {
-
-constexpr int thread_counts[] = {1, 2, 4};
 
 // Long enough that no test ever reaches it: the next alternative starts only
 // on a failure.
 const errgroup::hedge_options fallback{std::chrono::hours(1)};
-
-std::chrono::duration<double> process_cpu_time() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
-}
 
 }  // namespace
 

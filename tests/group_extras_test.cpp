@@ -8,12 +8,14 @@
 #include <thread>
 
 #include "errgroup/errgroup.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
+using test::thread_counts;
 
 TEST_SUITE("group.extras") {
   TEST_CASE("go_until gives up at the deadline when no slot frees") {
-    for (int threads : {1, 2, 4}) {
+    for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
       errgroup::group g{s};
@@ -124,7 +126,7 @@ TEST_SUITE("group.extras") {
   TEST_CASE("counters never go down while tasks succeed and fail") {
     // A reader on another thread sees each counter only grow, and never
     // more tasks done than submitted, whatever the interleaving.
-    for (int threads : {1, 2, 4}) {
+    for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
       errgroup::group g{s};

@@ -7,10 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <stdexcept>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -19,24 +17,10 @@
 #include "support.hpp"
 
 using namespace std::chrono_literals;
+using test::rss_kib;
 using test::spin_until;
 
 namespace {
-
-// rss_kib() is the resident set of this process, from /proc.
-long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      long kib = 0;
-      status >> kib;
-      return kib;
-    }
-    status.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
-  }
-  return -1;
-}
 
 // A callable whose copies throw.
 struct throws_on_copy {

@@ -35,8 +35,10 @@
 #include "errgroup/scheduler.hpp"
 #include "errgroup/weighted.hpp"
 #include "misuse_messages.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
+using test::spin_until;
 
 namespace {
 
@@ -152,17 +154,6 @@ struct blocker {
   }
   void open() { gate.count_down(); }
 };
-
-// spin_until(pred) polls pred for up to 10 s.
-template <class Pred>
-bool spin_until(Pred pred) {
-  const auto end = std::chrono::steady_clock::now() + 10s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(100us);
-  }
-  return true;
-}
 
 errgroup::scheduler& two_threads() {
   static errgroup::scheduler s{2};

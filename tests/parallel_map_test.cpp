@@ -21,30 +21,19 @@
 #include "errgroup/error.hpp"
 #include "errgroup/scheduler.hpp"
 #include "errgroup/weighted.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
+using test::peak_tracker;
+using test::thread_counts;
 
 namespace {
-
-constexpr int thread_counts[] = {1, 2, 4};
 
 std::vector<int> iota_vector(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
   std::iota(v.begin(), v.end(), 0);
   return v;
 }
-
-// Tracks how many callers are inside at once.
-struct concurrency_probe {
-  std::atomic<int> active{0};
-  std::atomic<int> peak{0};
-  void enter() {
-    const int n = ++active;
-    for (int p = peak.load(); n > p && !peak.compare_exchange_weak(p, n);) {
-    }
-  }
-  void leave() { --active; }
-};
 
 struct no_default {
   explicit no_default(int v) : value(v) {}
@@ -270,7 +259,7 @@ TEST_SUITE("parallel_map") {
     for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler s{threads};
-      concurrency_probe probe;
+      peak_tracker probe;
       errgroup::map_options o;
       o.limit = 2;
       o.grain = 1;
@@ -295,7 +284,7 @@ TEST_SUITE("parallel_map") {
       for (std::int64_t size : {2, 3, 4}) {
         CAPTURE(size);
         errgroup::weighted budget{size};
-        concurrency_probe probe;
+        peak_tracker probe;
         errgroup::map_options o;
         o.grain = 1;
         o.budget = &budget;

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <ctime>
 #include <latch>
 #include <stdexcept>
 #include <string>
@@ -20,25 +19,19 @@
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
 #include "errgroup/scheduler.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
+using test::process_cpu_time;
+using test::thread_counts;
 
 namespace {
-
-constexpr int thread_counts[] = {1, 2, 4};
 
 std::vector<std::size_t> indices_of(
     const std::vector<std::pair<std::size_t, errgroup::error>>& failures) {
   std::vector<std::size_t> out;
   for (const auto& f : failures) out.push_back(f.first);
   return out;
-}
-
-// CPU time of the whole process, all threads.
-std::chrono::duration<double> process_cpu_time() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 
 }  // namespace

@@ -27,7 +27,6 @@
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/partitioner.h>
-#include <oneapi/tbb/task.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
@@ -42,7 +41,6 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -51,18 +49,14 @@
 #include <utility>
 #include <vector>
 
+#include "support.hpp"
+
 namespace {
 
 using errgroup::error;
-
-constexpr int thread_counts[] = {1, 2, 4};
-
-// spin_until(pred) yields until pred() holds. It waits for a state the test
-// set up, never for time to pass.
-template <class Pred>
-void spin_until(Pred pred) {
-  while (!pred()) std::this_thread::yield();
-}
+using test::park;
+using test::spin_until;
+using test::thread_counts;
 
 // native_parallel_for(n, f) runs f(0) .. f(n - 1) on n new threads and joins
 // them (oneTBB's utils::NativeParallelFor).
@@ -110,34 +104,6 @@ class concurrency_tracker {
   static inline std::atomic<int> active_{0};
   static inline std::atomic<int> peak_{0};
   static inline thread_local bool nested_ = false;
-};
-
-// park holds oneTBB tasks without holding their threads: wait() suspends the
-// calling task (oneTBB resumable tasks) until release(), and its thread runs
-// other tasks meanwhile (as in group_test.cpp).
-class park {
- public:
-  // wait() must be called from a oneTBB task.
-  void wait() {
-    tbb::task::suspend([this](tbb::task::suspend_point sp) {
-      std::lock_guard lock(mu_);
-      if (released_)
-        tbb::task::resume(sp);
-      else
-        parked_.push_back(sp);
-    });
-  }
-  void release() {
-    std::lock_guard lock(mu_);
-    released_ = true;
-    for (tbb::task::suspend_point sp : parked_) tbb::task::resume(sp);
-    parked_.clear();
-  }
-
- private:
-  std::mutex mu_;
-  bool released_ = false;
-  std::vector<tbb::task::suspend_point> parked_;
 };
 
 // scope_exit runs f when it goes out of scope, also during unwinding (oneTBB's

@@ -28,12 +28,16 @@
 #include <utility>
 #include <vector>
 
+#include "support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using errgroup::cancelled_error;
 using errgroup::deadline_exceeded_error;
 using errgroup::weighted;
+using test::spin_until;
+using test::thread_counts;
 
 const errgroup::context background{};
 
@@ -43,12 +47,6 @@ std::uint64_t seed() {
   if (const char* s = std::getenv("ERRGROUP_TEST_SEED"))
     return std::strtoull(s, nullptr, 0);
   return std::random_device{}();
-}
-
-// until(pred) waits, without sleeping, until pred() holds.
-template <class Pred>
-void until(Pred pred) {
-  while (!pred()) std::this_thread::yield();
 }
 
 // has_waiter(sem) reports whether somebody is queued at sem: try_acquire(0)
@@ -191,7 +189,7 @@ TEST_SUITE("weighted") {
       waited = sem.acquire(background, 2);
       if (!waited) sem.release(2);
     });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     CHECK_THROWS_WITH_AS(sem.release(3), "semaphore: released more than held",
                          std::logic_error);
     CHECK(sem.available() == 0);
@@ -309,7 +307,7 @@ TEST_SUITE("weighted") {
     auto [ctx, cancel] = errgroup::with_cancel(background);
     errgroup::error big;
     std::jthread big_waiter([&, c = ctx] { big = sem.acquire(c, 10); });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     // Cancel the head and ask for 1 at the same time: either order must work.
     std::jthread canceller([cancel_head = cancel] { cancel_head(); });
     CHECK(!sem.acquire(background, 1));
@@ -466,7 +464,7 @@ TEST_SUITE("weighted") {
         err = sem.acquire(c, 1);
         if (!err) sem.release(1);
       });
-      until([&] { return has_waiter(sem); });
+      spin_until([&] { return has_waiter(sem); });
       {
         std::jthread canceller([cancel_waiter = cancel] { cancel_waiter(); });
         sem.release(1);  // races with the cancellation
@@ -496,7 +494,7 @@ TEST_SUITE("weighted") {
       err = sem.acquire(c, 1);
       if (!err) sem.release(1);
     });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     std::latch started{1};
     std::latch hold{1};
     g.go([&] {
@@ -687,7 +685,7 @@ TEST_SUITE("weighted.fifo") {
       err = sem.acquire(background, 10);
       if (!err) sem.release(10);
     });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     CHECK(sem.available() == 5);
     CHECK_FALSE(sem.try_acquire(1));
     CHECK_FALSE(sem.try_acquire(0));
@@ -709,7 +707,7 @@ TEST_SUITE("weighted.fifo") {
       err = sem.acquire(background, 10);
       if (!err) sem.release(10);
     });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     for (std::int64_t n : {1, 5, 0}) {
       CAPTURE(n);
       auto [ctx, cancel] = errgroup::with_timeout(background, 10ms);
@@ -748,7 +746,7 @@ TEST_SUITE("weighted.fifo") {
       }
       sem.release(w);
     });
-    until([&] { return waiters.all_waiting(); });
+    spin_until([&] { return waiters.all_waiting(); });
 
     sem.release(3);  // the 3 would fit, the head does not: nobody is granted
     CHECK(sem.available() == 3);
@@ -780,7 +778,7 @@ TEST_SUITE("weighted.fifo") {
       big = sem.acquire(background, 8);
       if (!big) sem.release(8);
     });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     sem.release(3);  // 3 free, the head needs 8
     auto [ctx, cancel] = errgroup::with_timeout(background, 10ms);
     errgroup::error small = sem.acquire(ctx, 3);  // fits, but queues
@@ -818,7 +816,7 @@ TEST_SUITE("weighted.fifo") {
       }
       sem.release(w);
     });
-    until([&] { return waiters.all_waiting(); });
+    spin_until([&] { return waiters.all_waiting(); });
     CHECK(sem.available() == 0);
     CHECK(has_waiter(sem));
     sem.release(5);
@@ -848,7 +846,7 @@ TEST_SUITE("weighted.fifo") {
           if (!err) sem.release(weights[k]);
           results[k] = err;
         });
-    until([&] { return waiters.all_waiting(); });
+    spin_until([&] { return waiters.all_waiting(); });
     CHECK(sem.available() == 9);  // all queued behind the head, none granted
     cancel_head();
     CHECK(!g.wait());
@@ -895,7 +893,7 @@ TEST_SUITE("weighted.group") {
     constexpr int tasks = 500;
     const std::uint64_t s0 = seed();
     CAPTURE(s0);
-    for (int threads : {1, 2, 4}) {
+    for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler sched{threads};
       weighted sem{10};
@@ -969,7 +967,7 @@ TEST_SUITE("weighted.group") {
   TEST_CASE("go with units obeys both the budget and the group's limit") {
     const std::uint64_t s0 = seed();
     CAPTURE(s0);
-    for (int threads : {1, 2, 4}) {
+    for (int threads : thread_counts) {
       CAPTURE(threads);
       errgroup::scheduler sched{threads};
       weighted sem{6};
@@ -1034,7 +1032,7 @@ TEST_SUITE("weighted.group") {
       err = sem.acquire(background, 5);
       if (!err) sem.release(5);
     });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     CHECK_FALSE(g.try_go(sem, 1, [] {}));  // 2 units free, but somebody waits
     CHECK(sem.available() == 2);
     sem.release(3);
@@ -1074,14 +1072,14 @@ TEST_SUITE("weighted.group") {
 
     SUBCASE("from a thread outside the scheduler") {
       std::jthread producer([&] { g.go(sem, 1, f); });
-      until([&] { return has_waiter(sem); });
+      spin_until([&] { return has_waiter(sem); });
       cancel();
       producer.join();
     }
     SUBCASE("from a task of another group") {
       errgroup::group other{one};
       other.go([&] { g.go(sem, 1, f); });
-      until([&] { return has_waiter(sem); });
+      spin_until([&] { return has_waiter(sem); });
       cancel();
       CHECK(!other.wait());
     }
@@ -1406,7 +1404,7 @@ TEST_SUITE("permit") {
       units = p.units();
       available_while_held = sem.available();
     });
-    until([&] { return has_waiter(sem); });
+    spin_until([&] { return has_waiter(sem); });
     mine.reset();
     waiter.join();
     CHECK(!err);

@@ -100,17 +100,21 @@ class bound_nodes {
   }
   static constexpr auto period = std::chrono::milliseconds(1);
 
+  // add(n) lists n and starts polling if nobody polls. Throws (n listed:
+  // its destructor unlists it) when the poll cannot be scheduled.
   void add(node& n) {
-    bool first = false;
+    void* old = nullptr;
     {
       std::lock_guard lock(mu_);
       n.bound_next_ = head_;
       if (head_ != nullptr) head_->bound_prev_ = &n;
       head_ = &n;
-      first = !polling_;
-      polling_ = true;
+      if (!polling_) {
+        old = schedule_locked();
+        polling_ = true;
+      }
     }
-    if (first) schedule();
+    if (old != nullptr) service::instance().release(old);
   }
   void remove(node& n) noexcept {
     std::lock_guard lock(mu_);
@@ -120,18 +124,14 @@ class bound_nodes {
   }
 
  private:
-  void schedule() {
-    try {
-      void* old = std::exchange(
-          entry_,
-          service::instance().at(std::chrono::steady_clock::now() + period,
-                                 &bound_nodes::poll_entry, this));
-      if (old != nullptr) service::instance().release(old);
-    } catch (...) {
-      std::lock_guard lock(mu_);
-      polling_ = false;
-      throw;
-    }
+  // schedule_locked() queues the next poll and returns the handle of the
+  // last one, to release outside the lock (a release may wait for a poll,
+  // which takes the lock). The service never calls back under its lock.
+  void* schedule_locked() {
+    void* fresh =
+        service::instance().at(std::chrono::steady_clock::now() + period,
+                               &bound_nodes::poll_entry, this);
+    return std::exchange(entry_, fresh);
   }
   static void poll_entry(void* self) noexcept {
     static_cast<bound_nodes*>(self)->poll();
@@ -140,6 +140,7 @@ class bound_nodes {
     // Nodes whose work was cancelled are collected under the lock (alive:
     // a dying node leaves the list first) and cancelled outside it.
     std::shared_ptr<node> found;
+    void* old = nullptr;
     {
       std::lock_guard lock(mu_);
       for (node* n = head_; n != nullptr; n = n->bound_next_) {
@@ -151,31 +152,29 @@ class bound_nodes {
           found = std::move(sp);
         }
       }
-      polling_ = head_ != nullptr;
+      polling_ = false;
+      if (head_ != nullptr) {
+        try {
+          old = schedule_locked();
+          polling_ = true;
+        } catch (...) {
+          // Out of memory: the next bound node starts polling again.
+        }
+      }
     }
+    // This very call's handle: released from the call, freed at once.
+    if (old != nullptr) service::instance().release(old);
     while (found) {
       std::shared_ptr<node> n = std::move(found);
       found = std::move(n->poll_next_);
       n->notice_enclosing();
-    }
-    bool again = false;
-    {
-      std::lock_guard lock(mu_);
-      again = polling_;
-    }
-    if (again) {
-      try {
-        schedule();
-      } catch (...) {
-        // polling_ is false again: the next bound node starts polling.
-      }
     }
   }
 
   std::mutex mu_;
   node* head_ = nullptr;   // guarded by mu_
   bool polling_ = false;   // guarded by mu_
-  void* entry_ = nullptr;  // the last poll's handle, guarded by polling_
+  void* entry_ = nullptr;  // the last poll's handle, guarded by mu_
 };
 
 // node_ops runs node operations without recursion: a thread's list of

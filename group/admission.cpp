@@ -182,7 +182,7 @@ void group_state::on_admission(group_task& t) noexcept {
   } else {
     t.next_stage();
     // Go on with the next stage; this thread is not ours to block.
-    if (admit(t, /*may_block=*/false)) spawn(t);
+    if (admit(t, /*may_block=*/false)) spawn_or_fail(t);
   }
   // Only now: t counts as waiting, submitted or done throughout (active()).
   waiting_.fetch_sub(1, std::memory_order_relaxed);

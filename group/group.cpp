@@ -129,7 +129,7 @@ void group_state::give_back(gate* budget, std::int64_t n) noexcept {
       slots_);
 }
 
-void group_state::launch(group_task& t, gate* budget, std::int64_t n) noexcept {
+void group_state::launch(group_task& t, gate* budget, std::int64_t n) {
   t.held_ = {limit_.load(std::memory_order_relaxed) > 0, budget, n};
   t.budget_ = budget;
   t.units_ = n;
@@ -176,7 +176,7 @@ void group_state::submit(group_task& t) {
   if (admit(t, /*may_block=*/true)) spawn(t);
 }
 
-void group_state::spawn(group_task& t) noexcept {
+void group_state::spawn(group_task& t) {
   // A task of ours (or oneTBB work nested in one) goes back to a loop that
   // runs our tasks. Anyone else may not, and oneTBB's spawn alone can leave
   // t unseen by sleeping threads: its check for sleepers is not fenced
@@ -186,8 +186,15 @@ void group_state::spawn(group_task& t) noexcept {
   // fence. One poke in flight per group covers every spawn before it: the
   // thread that runs it clears the flag with an RMW, then looks for work.
   const bool own = in_own_task();
+  std::exception_ptr failed;
   run_in_arena(*sched_, this, [&] {
-    d1::spawn(t, node_->spawn_context());
+    try {
+      // oneTBB's first spawn on a thread may allocate, and throw.
+      d1::spawn(t, node_->spawn_context());
+    } catch (...) {
+      failed = std::current_exception();
+      return;
+    }
     if (own) {
       hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
       return;
@@ -199,8 +206,27 @@ void group_state::spawn(group_task& t) noexcept {
     }
     if (s & poke_bit) return;
     hot_.wait.reserve();  // the poke holds wait() until it has run
-    d1::spawn(poke_, node_->spawn_context());
+    try {
+      d1::spawn(poke_, node_->spawn_context());
+    } catch (...) {
+      // Out of memory: t is spawned and runs at the latest in wait().
+      poked();
+    }
   });
+  if (failed) {
+    abandon(t);  // not spawned: nothing held, not counted
+    std::rethrow_exception(failed);
+  }
+}
+
+void group_state::spawn_or_fail(group_task& t) noexcept {
+  try {
+    spawn(t);
+  } catch (...) {
+    // Nobody to throw to (a releaser admitted t): t was abandoned; the
+    // group reports the failure, so no task is lost silently.
+    record(error(std::current_exception()));
+  }
 }
 
 void group_state::poked() noexcept {
@@ -391,7 +417,7 @@ void group::give_back(detail::gate* budget, std::int64_t n) noexcept {
 }
 
 void group::launch(detail::group_task& t, detail::gate* budget,
-                   std::int64_t n) noexcept {
+                   std::int64_t n) {
   state().launch(t, budget, n);
 }
 

@@ -152,7 +152,7 @@ class group_state {
   error submit_until(group_task& t, std::chrono::steady_clock::time_point d);
   bool try_take(gate* budget, std::int64_t n) noexcept;
   void give_back(gate* budget, std::int64_t n) noexcept;
-  void launch(group_task& t, gate* budget, std::int64_t n) noexcept;
+  void launch(group_task& t, gate* budget, std::int64_t n);
   error wait();
   group::stats counters() const noexcept;
   bool in_own_task() const noexcept {
@@ -216,7 +216,12 @@ class group_state {
   struct extras& use_extras();
 
  private:
-  void spawn(group_task& t) noexcept;
+  // spawn(t) hands an admitted t to oneTBB; throws std::bad_alloc, with t
+  // abandoned (nothing held, not counted), when oneTBB cannot take it.
+  // spawn_or_fail(t) is spawn(t) for a thread that is not the producer's:
+  // it records the failure as the group's error instead.
+  void spawn(group_task& t);
+  void spawn_or_fail(group_task& t) noexcept;
   void start() noexcept;
   void finish(holdings held, error e, bool skipped) noexcept;
   void record(error e) noexcept;

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "errgroup/detail/node.hpp"
@@ -74,6 +75,26 @@ bool poisoned(algo_context* a, node* n) noexcept {
 }
 
 thread_local task_frame::top t_top;
+
+// first_tbb_call() is tbb::task::current_context(), the library's first
+// call into oneTBB on a thread (every group and context is made through
+// node::make). oneTBB sets a thread up there, and when that fails (out of
+// memory) it throws once, then spins forever in every later call on the
+// thread. We remember the failure and throw instead of calling again.
+const tbb::task_group_context* first_tbb_call() {
+  thread_local bool broken = false;
+  if (broken)
+    throw std::system_error(
+        std::make_error_code(std::errc::not_enough_memory),
+        "errgroup: oneTBB failed to set up this thread (out of memory) and "
+        "cannot be used on it");
+  try {
+    return tbb::task::current_context();
+  } catch (...) {
+    broken = true;
+    throw;
+  }
+}
 
 }  // namespace
 
@@ -240,7 +261,7 @@ void node::link::operator()() const noexcept {
 
 std::shared_ptr<node> node::make(const std::shared_ptr<node>& parent,
                                  bool belongs) {
-  const bool in_task = belongs && tbb::task::current_context() != nullptr;
+  const bool in_task = first_tbb_call() != nullptr && belongs;
   std::shared_ptr<node> n(new node(in_task
                                        ? tbb::task_group_context::bound
                                        : tbb::task_group_context::isolated));

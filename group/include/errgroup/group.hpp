@@ -279,8 +279,7 @@ class group {
                      std::chrono::steady_clock::time_point deadline);
   bool try_take(detail::gate* budget, std::int64_t n) noexcept;
   void give_back(detail::gate* budget, std::int64_t n) noexcept;
-  void launch(detail::group_task& t, detail::gate* budget,
-              std::int64_t n) noexcept;
+  void launch(detail::group_task& t, detail::gate* budget, std::int64_t n);
 
   // The group's state (group/group_state.hpp), in place: no allocation.
   static constexpr std::size_t state_size = 1024;

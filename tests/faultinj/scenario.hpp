@@ -12,7 +12,8 @@ namespace faultinj {
 //     into the task (the copy allocates, so it may throw), half moved;
 //   - the tasks: some create a nested group (a context group or a plain one,
 //     set_limit(1)), start 3 tasks in it with try_go() and go() and wait
-//     for it; two wait on a 1 ms deadline (the timer thread); the rest return;
+//     for it; two wait for a 1 ms deadline to fire (the timer thread; within
+//     5 s); the rest return;
 //   - wait();
 //   - then, to see that the library still works after the failure: a new
 //     1 ms deadline must fire, and a fresh plain group must run 8 tasks.
@@ -38,6 +39,10 @@ void print_violations(int fd) noexcept;
 
 // progress() moves whenever a task starts or finishes.
 long progress() noexcept;
+
+// in_timed_wait() reports whether a thread waits for a deadline to fire:
+// a bounded wait (5 s) that reports a violation itself when it runs out.
+bool in_timed_wait() noexcept;
 
 // What stopped the scenario early (a library call that threw), or "".
 const char* stopped_by() noexcept;

@@ -777,7 +777,7 @@ class sweeper {
     for (const std::string& key : order) {
       const verdict* v = groups[key].front();
       std::printf("  %s:\n%s", label(v->run).c_str(),
-                  excerpt(v->details, 80).c_str());
+                  excerpt(v->details, 60).c_str());
     }
     std::printf(
         "faultinj: replay one run in this process: errgroup_faultinj%s "

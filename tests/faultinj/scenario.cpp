@@ -8,7 +8,6 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <new>
 #include <optional>
@@ -24,8 +23,9 @@
 #include "inject.hpp"
 
 namespace faultinj {
-// Named, not anonymous: backtraces name these functions, and the library's
-// templates instantiated with these callables (exported symbols).
+// Named, not anonymous, so that these functions and the library's templates
+// instantiated with these callables have exported symbols: backtraces name
+// them.
 namespace scenario {
 
 using namespace std::chrono_literals;

@@ -311,35 +311,40 @@ void check_counters(const errgroup::group::stats& s) {
               static_cast<long long>(s.submitted), admitted);
 }
 
-// recover(): after the failure, the library still works. A deadline fires
-// (the timer thread runs, and no entry left behind by a failed deadline
-// trips it), and a fresh group runs every task.
+// recover(): after the failure, the library still works. Twice (the failure
+// may be in the first try): a 1 ms deadline fires (the timer thread runs, and
+// no entry a failed deadline left behind trips it), and a fresh group runs
+// all of its 8 tasks.
 void recover() {
-  try {
-    auto [dc, cancel] = errgroup::with_timeout(errgroup::context(), 1ms);
-    if (!fired(dc))
-      violation(
-          "after the failure, a new 1 ms deadline did not fire within 5 s "
-          "(the timer thread is not running?)");
-  } catch (...) {
-    expect_failure(std::current_exception(),
-                   "with_timeout() after the failure");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      auto [dc, cancel] = errgroup::with_timeout(errgroup::context(), 1ms);
+      if (!fired(dc))
+        violation(
+            "after the failure, a new 1 ms deadline did not fire within 5 s "
+            "(the timer thread is not running?)");
+    } catch (...) {
+      expect_failure(std::current_exception(),
+                     "with_timeout() after the failure");
+    }
   }
-  constexpr int tasks = 8;
-  std::atomic<int> ran{0};
-  int started = 0;
-  errgroup::error err;
-  try {
-    errgroup::group g;
-    for (; started < tasks; ++started) g.go([&ran] { ran.fetch_add(1); });
-    err = g.wait();
-  } catch (...) {
-    expect_failure(std::current_exception(), "a group after the failure");
-    return;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    constexpr int tasks = 8;
+    std::atomic<int> ran{0};
+    int started = 0;
+    errgroup::error err;
+    try {
+      errgroup::group g;
+      for (; started < tasks; ++started) g.go([&ran] { ran.fetch_add(1); });
+      err = g.wait();
+    } catch (...) {
+      expect_failure(std::current_exception(), "a group after the failure");
+      continue;
+    }
+    if (ran.load() != started || err)
+      violation("after the failure, a fresh group ran %d of %d tasks",
+                ran.load(), started);
   }
-  if (ran.load() != started || err)
-    violation("after the failure, a fresh group ran %d of %d tasks", ran.load(),
-              started);
 }
 
 }  // namespace scenario

@@ -15,8 +15,9 @@ namespace faultinj {
 //     for it; two wait for a 1 ms deadline to fire (the timer thread; within
 //     5 s); the rest return;
 //   - wait();
-//   - then, to see that the library still works after the failure: a new
-//     1 ms deadline must fire, and a fresh plain group must run 8 tasks.
+//   - then, to see that the library still works after the failure, twice
+//     each: a new 1 ms deadline must fire, and a fresh plain group must run
+//     its 8 tasks.
 // An exception thrown by a library call is caught where the harness made the
 // call: an allocation failure must surface as std::bad_alloc or
 // std::system_error; any other exception is a violation. Violations are

@@ -428,6 +428,37 @@ std::string line_value(const std::string& text, const std::string& key) {
   return {};
 }
 
+// sanitizer_report(text): "AddressSanitizer: heap-use-after-free in f()
+// file.cpp:80" from a sanitizer's report in text, or "".
+std::string sanitizer_report(const std::string& text) {
+  std::size_t at = text.find("ERROR: AddressSanitizer: ");
+  std::size_t skip = 7;
+  if (at == std::string::npos) {
+    at = text.find("runtime error: ");  // UndefinedBehaviorSanitizer
+    skip = 0;
+  }
+  if (at == std::string::npos) return {};
+  const std::size_t eol = std::min(text.find('\n', at), text.size());
+  std::string what = text.substr(at + skip, eol - at - skip);
+  if (const std::size_t on = what.find(" on address"); on != std::string::npos)
+    what.erase(on);
+  // Where: the innermost frame, "#0 0x... in f() /path/file.cpp:80".
+  if (const std::size_t frame = text.find("#0 0x", eol);
+      frame != std::string::npos) {
+    const std::size_t end = std::min(text.find('\n', frame), text.size());
+    const std::size_t in = text.find(" in ", frame);
+    if (in != std::string::npos && in < end) {
+      std::string where = text.substr(in + 4, end - in - 4);
+      if (const std::size_t path = where.find(" /"); path != std::string::npos)
+        if (const std::size_t base = where.rfind('/');
+            base != std::string::npos && base > path)
+          where.erase(path + 1, base - path);
+      what += " in " + where;
+    }
+  }
+  return what;
+}
+
 long long_after(const std::string& text, const std::string& key) {
   const std::size_t at = text.find(key);
   if (at == std::string::npos) return -1;
@@ -477,9 +508,8 @@ verdict judge(const child& c, int status, std::string out) {
         v.what = kind;
         break;
       default:
-        v.what = !kind.empty() ? kind
-                               : "exit status " + std::to_string(code) +
-                                     " (a sanitizer report?)";
+        v.what = !kind.empty() ? kind : sanitizer_report(out);
+        if (v.what.empty()) v.what = "exit status " + std::to_string(code);
         // g++'s AddressSanitizer reports a false stack-buffer-overflow (or
         // unknown-crash) in __asan_handle_no_return when an exception is
         // thrown on one of the makecontext stacks oneTBB runs suspended

@@ -97,13 +97,58 @@ int g_site_depths[site_slots];
 
 void* g_stack_root = nullptr;  // set_stack_root()
 
+// The modules loaded at start (warm_up()): a site hashes a return address
+// as its module's name and the offset in it, so that it does not depend on
+// where the module was loaded (--site HASH replays a site in a new process).
+struct module_range {
+  std::uintptr_t base = 0, lo = 0, hi = 0;
+  std::uint64_t name = 0;  // a hash of the file's base name
+};
+constexpr int max_modules = 64;
+module_range g_modules[max_modules];
+int g_module_count = 0;
+
+constexpr std::uint64_t fnv_basis = 0xcbf29ce484222325ULL;
+constexpr std::uint64_t fnv_prime = 0x100000001b3ULL;
+
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) noexcept {
+  return (h ^ v) * fnv_prime;
+}
+
+int add_module(dl_phdr_info* info, std::size_t, void*) noexcept {
+  if (g_module_count == max_modules) return 1;
+  module_range m;
+  m.base = info->dlpi_addr;
+  m.lo = ~std::uintptr_t{0};
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD) continue;
+    m.lo = std::min<std::uintptr_t>(m.lo, m.base + ph.p_vaddr);
+    m.hi = std::max<std::uintptr_t>(m.hi, m.base + ph.p_vaddr + ph.p_memsz);
+  }
+  const char* name = info->dlpi_name != nullptr ? info->dlpi_name : "";
+  if (const char* slash = std::strrchr(name, '/')) name = slash + 1;
+  m.name = fnv_basis;
+  for (const char* c = name; *c != '\0'; ++c)
+    m.name = mix(m.name, static_cast<unsigned char>(*c));
+  g_modules[g_module_count++] = m;
+  return 0;
+}
+
 // site_hash(frames, depth) hashes the frames up to the stack root: what the
 // harness did before it started the scenario is no part of a site.
 std::uint64_t site_hash(void* const* frames, int depth) noexcept {
-  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a over the addresses
+  std::uint64_t h = fnv_basis;
   for (int i = 0; i < depth; ++i) {
-    h ^= reinterpret_cast<std::uintptr_t>(frames[i]);
-    h *= 0x100000001b3ULL;
+    auto pc = reinterpret_cast<std::uintptr_t>(frames[i]);
+    for (int m = 0; m < g_module_count; ++m) {
+      if (pc >= g_modules[m].lo && pc < g_modules[m].hi) {
+        h = mix(h, g_modules[m].name);
+        pc -= g_modules[m].base;
+        break;
+      }
+    }
+    h = mix(h, pc);
     if (frames[i] == g_stack_root) break;
   }
   return h != 0 ? h : 1;
@@ -413,6 +458,8 @@ void print_stack(int fd) noexcept {
 void warm_up() noexcept {
   void* frames[4];
   backtrace(frames, 4);
+  g_module_count = 0;
+  dl_iterate_phdr(add_module, nullptr);
 }
 
 }  // namespace faultinj

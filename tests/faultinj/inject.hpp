@@ -32,8 +32,8 @@ enum class mode {
 };
 
 // Which allocation fails. An allocation's site is a hash of the innermost
-// return addresses of its stack (16 frames, up to the stack root); children
-// fork()ed from one parent agree on it.
+// return addresses of its stack (16 frames, up to the stack root), each as
+// its module and the offset in it: runs of one build agree on it.
 struct target {
   mode kind = mode::new_delete;
   long nth = 0;               // fail the nth allocation (0: none)
@@ -98,7 +98,8 @@ void print_site_summary(int fd) noexcept;
 // print_stack(fd) writes the calling thread's stack as print_site does.
 void print_stack(int fd) noexcept;
 
-// warm_up() loads what backtraces need (libgcc_s) while nothing is armed.
+// warm_up() loads what backtraces need (libgcc_s) while nothing is armed,
+// and notes where the modules loaded so far are (for site hashes).
 void warm_up() noexcept;
 
 }  // namespace faultinj

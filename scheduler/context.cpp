@@ -1,6 +1,8 @@
 #include "errgroup/context.hpp"
 
 #include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/detail/_small_object_pool.h>
+#include <oneapi/tbb/detail/_task.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task.h>
 
@@ -76,26 +78,68 @@ bool poisoned(algo_context* a, node* n) noexcept {
 
 thread_local task_frame::top t_top;
 
-// first_tbb_call() is tbb::task::current_context(), the library's first
-// call into oneTBB on a thread (every group and context is made through
-// node::make). oneTBB sets a thread up there, and when that fails (out of
-// memory) it throws once, then spins forever in every later call on the
-// thread. We remember the failure and throw instead of calling again.
+// warm_up() spawns one no-op task on the calling thread and waits for it,
+// which sets up the thread's task pool. Not with tbb::task_group: its run()
+// counts the task in before allocating it, so a failed allocation leaves
+// its wait() (and destructor) waiting forever.
+void warm_up() {
+  namespace d1 = tbb::detail::d1;
+  struct noop final : d1::task {
+    d1::wait_context* done;
+    d1::small_object_allocator alloc;
+    noop(d1::wait_context& w, d1::small_object_allocator a)
+        : done(&w), alloc(a) {}
+    d1::task* finish(const d1::execution_data& ed) {
+      d1::wait_context* w = done;
+      alloc.delete_object(this, ed);
+      w->release();
+      return nullptr;
+    }
+    d1::task* execute(d1::execution_data& ed) override { return finish(ed); }
+    d1::task* cancel(d1::execution_data& ed) override { return finish(ed); }
+  };
+  tbb::task_group_context ctx(tbb::task_group_context::isolated);
+  d1::wait_context done{0};
+  d1::small_object_allocator alloc;
+  noop* t = alloc.new_object<noop>(done, alloc);  // may throw: nothing to undo
+  done.reserve();
+  try {
+    d1::spawn(*t, ctx);
+  } catch (...) {
+    done.release();
+    alloc.delete_object(t);
+    throw;
+  }
+  d1::wait(done, ctx);
+}
+
+// first_tbb_call() is tbb::task::current_context(), and the first call
+// into oneTBB the library makes on a thread (every group and context is
+// made through node::make). oneTBB sets a thread up on its first calls
+// there, and its set-up is not exception-safe: when one of its allocations
+// fails, the call throws once and oneTBB is then broken on that thread
+// (later calls spin forever, or crash). So the first time, we also spawn
+// and wait for one task (the thread's task pool), and when that set-up
+// fails we remember it and throw on every later call instead.
 const tbb::task_group_context* first_tbb_call() {
-  thread_local bool broken = false;
-  if (broken)
+  enum class setup : unsigned char { none, done, failed };
+  thread_local setup state = setup::none;
+  if (state == setup::failed)
     throw std::system_error(
         std::make_error_code(std::errc::not_enough_memory),
         "errgroup: oneTBB failed to set up this thread (out of memory) and "
         "cannot be used on it");
-  try {
-    return tbb::task::current_context();
-  } catch (...) {
-    broken = true;
-    throw;
+  if (state == setup::none) {
+    try {
+      if (tbb::task::current_context() == nullptr) warm_up();
+      state = setup::done;
+    } catch (...) {
+      state = setup::failed;
+      throw;
+    }
   }
+  return tbb::task::current_context();
 }
-
 }  // namespace
 
 const error& cancelled_sentinel() noexcept {

@@ -1161,9 +1161,7 @@ TEST_SUITE("tbb_port") {
   // cancelled_error. Adapted, to make "not yet started" certain: the group has
   // limit 1, its first task A holds the slot parked (oneTBB resumable tasks)
   // until the test thread sees the parallel_for cancelled, and task B waits in
-  // go() for the slot; body 1 cancels (or throws) once B waits. In every
-  // configuration B runs, wait() returns no error, nothing is skipped, and a
-  // context group's context is not cancelled.
+  // go() for the slot; body 1 cancels (or throws) once A runs and B waits.
   TEST_CASE(
       "a group made in a parallel_for body skips queued tasks when the "
       "parallel_for is cancelled (TestManualCancellationWithFunctor)") {
@@ -1177,6 +1175,7 @@ TEST_SUITE("tbb_port") {
           tbb::task_group_context outer;
           park holder;
           std::atomic<errgroup::group*> published{nullptr};
+          std::atomic<bool> a_started{false};
           std::atomic<int> b_ran{0};
           error waited;
           errgroup::group::stats counters;
@@ -1197,7 +1196,10 @@ TEST_SUITE("tbb_port") {
                         else
                           g.emplace();
                         g->set_limit(1);
-                        g->go([&] { holder.wait(); });  // A
+                        g->go([&] {  // A
+                          a_started.store(true);
+                          holder.wait();
+                        });
                         published.store(&*g);
                         g->go([&] { b_ran.fetch_add(1); });  // B waits
                         // The parallel_for is cancelled by now; wait() would
@@ -1213,7 +1215,8 @@ TEST_SUITE("tbb_port") {
                       errgroup::group* g = nullptr;
                       spin_until([&] {
                         g = published.load();
-                        return g != nullptr && g->counters().waiting == 1;
+                        return g != nullptr && a_started.load() &&
+                               g->counters().waiting == 1;
                       });
                       if (by_exception)
                         throw test_exception(exception_descr1.data());

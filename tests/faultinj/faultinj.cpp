@@ -1,6 +1,6 @@
 // tests/faultinj/faultinj.cpp: errgroup_faultinj, the allocation failure
-// sweep (API.md §7: an allocation failure anywhere reaches the caller as an
-// exception or an error; it never terminates the process, never loses or
+// sweep (docs/contract.md §7: an allocation failure anywhere reaches the caller
+// as an exception or an error; it never terminates the process, never loses or
 // duplicates a task, never leaks units or memory).
 //
 //   errgroup_faultinj [--mode new|tbb] [--from A] [--to B] [--jobs J]

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "errgroup/context.hpp"
+#include "errgroup/detail/node.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
 #include "errgroup/weighted.hpp"

@@ -25,6 +25,20 @@
 
 namespace test {
 
+// sanitized: a sanitizer's allocator keeps freed memory in quarantine, so
+// the resident set says nothing about leaks there (LeakSanitizer does).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool sanitized = true;
+#else
+inline constexpr bool sanitized = false;
+#endif
+#else
+inline constexpr bool sanitized = false;
+#endif
+
 // ---- threads and time ----
 
 // The thread counts invariants are checked over.

@@ -509,12 +509,10 @@ TEST_SUITE("tbb_port") {
   // for the task group", RunFibonacciTests -> TestFibWithLambdas: 4p lambda
   // tasks each compute fib(20) with a nested group per call
   // (FibTaskSymmetricTreeWithFunctor). Adapted: no run_and_wait.
-  // At p = 1 the tasks run on 2 threads at once (peak 2 > 1), against
-  // docs/contract.md "Process-wide settings" and FIB_TEST_EPILOGUE: a go() from
-  // outside the group's tasks has the nudger enqueue a no-op into the arena,
-  // and an enqueued task gets the arena a worker (oneTBB's mandatory
-  // concurrency) even under global_control(max_allowed_parallelism, 1);
-  // tbb::task_group stays on one thread there.
+  // At p = 1 the tasks must stay on one thread, as tbb::task_group's do
+  // (FIB_TEST_EPILOGUE; docs/contract.md §6, process-wide settings): the
+  // wake-up after a go() from outside the group spawns, never enqueues, so
+  // oneTBB lends no worker under global_control(max_allowed_parallelism, 1).
   TEST_CASE(
       "fibonacci lambdas with a nested group per call in a user arena "
       "(TestFibWithLambdas)") {

@@ -13,8 +13,8 @@
 // and deallocate, where every oneTBB task, ours included, is allocated): the
 // blocks allocated on a scenario thread (scenario_thread()) are tracked until
 // given back, so a task whose memory never is shows up as a leak. Other
-// threads are left out: the library's nudger thread enqueues no-op tasks into
-// oneTBB at any time. In mode::tbb_pool the target-th r1::allocate call
+// threads are left out: oneTBB's workers and the library's service thread
+// allocate at any time. In mode::tbb_pool the target-th r1::allocate call
 // fails (std::bad_alloc, as oneTBB throws when its allocator fails) instead of
 // the target-th operator new. That hook is oneTBB's exported ABI, not a
 // documented extension point: it covers the allocations oneTBB makes through

@@ -30,7 +30,7 @@ void run_scenario() noexcept;
 // oneTBB pool block and no operator new block more than before (when
 // new_blocks_allowed >= 0: the scenario may leave that many behind, the
 // library's process-wide singletons). It waits up to a bound for background
-// threads (the nudger, the timer, oneTBB workers) to let go first.
+// threads (the library's service thread, oneTBB workers) to let go first.
 void check_after(long pool_blocks_before, long new_blocks_before,
                  long new_blocks_allowed) noexcept;
 

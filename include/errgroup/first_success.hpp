@@ -156,10 +156,7 @@ auto first_success(const context& parent, std::size_t n, F&& f,
       if (hedged) {
         // Wait for a failure, or for delay to pass, or for the end (success
         // or parent cancelled: fctx is done, and so is step).
-        const clock::time_point now = clock::now();
-        const bool far = *options.delay >= clock::time_point::max() - now;
-        auto [step, stop_step] =
-            far ? with_cancel(fctx) : with_deadline(fctx, now + *options.delay);
+        auto [step, stop_step] = with_timeout(fctx, *options.delay);
         (void)failed.acquire(step, 1);  // an error: the delay passed
         stop_step();                    // drops its timer at once
       }

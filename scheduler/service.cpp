@@ -61,8 +61,10 @@ void service::run() noexcept {
       continue;
     }
     entry* e = *queue_.begin();
-    if (e->t > clock::now()) {
-      cv_.wait_until(lock, e->t);  // e may be cancelled while we wait
+    // A copy: e may be cancelled and freed while we wait (wait_until takes
+    // the time by reference).
+    if (const clock::time_point due = e->t; due > clock::now()) {
+      cv_.wait_until(lock, due);
       continue;
     }
     queue_.erase(queue_.begin());

@@ -89,9 +89,21 @@ bool group_state::admit(group_task& t, bool may_block, const context* bound,
         t.handshake_.store(0, std::memory_order_relaxed);
         // At our own gate the group's cancel_all_ wakes queued tasks; at a
         // budget's gate each queued task watches the context itself.
-        if (has_context_ && g != &slots_)
-          t.cancel_cb_.emplace(node_->stop_source().get_token(),
-                               group_task::canceller{&t});
+        if (has_context_ && g != &slots_) {
+          try {
+            t.cancel_cb_ =
+                std::make_unique<std::stop_callback<group_task::canceller>>(
+                    node_->stop_source().get_token(),
+                    group_task::canceller{&t});
+          } catch (...) {
+            // Out of memory: t holds its slot; give everything back. Only
+            // the producer can be told.
+            abandon(t);
+            if (may_block) throw;
+            record(error(std::current_exception()));
+            return false;
+          }
+        }
         if (!g->take_or_enqueue(t.waiter_)) {
           waiting_.fetch_add(1, std::memory_order_relaxed);
           // Queued. A cancellation that came before the enqueue found
@@ -163,7 +175,7 @@ error group_state::submit_until(group_task& t,
 }
 
 void group_state::abandon(group_task& t) noexcept {
-  const holdings held = t.held_;
+  const holdings held = t.held();
   t.destroy(nullptr);
   held.release(slots_);
   hot_.wait.release();

@@ -15,6 +15,8 @@ namespace detail {
 static_assert(sizeof(group_state) <= 1024 && alignof(group_state) <= 64,
               "group::state_size is too small for group_state");
 static_assert(alignof(group_task) <= max_task_align);
+static_assert(sizeof(group_task) <= 192,
+              "a task with a small callable must fit oneTBB's 256-byte pool");
 
 // ---- tasks ----
 
@@ -24,8 +26,8 @@ group_task& new_task(group_state& g, std::size_t size, std::size_t align,
   const std::size_t block = offset + size;
   d1::small_object_pool* pool = nullptr;
   void* mem = tbb::detail::r1::allocate(pool, block);  // throws bad_alloc
-  auto* t = ::new (mem) group_task(g, ops, block);
-  t->callable_offset_ = offset;
+  auto* t = ::new (mem) group_task(g, ops, static_cast<std::uint32_t>(block));
+  t->callable_offset_ = static_cast<std::uint16_t>(offset);
   t->pool_ = pool;
   return *t;
 }
@@ -130,7 +132,8 @@ void group_state::give_back(gate* budget, std::int64_t n) noexcept {
 }
 
 void group_state::launch(group_task& t, gate* budget, std::int64_t n) {
-  t.held_ = {limit_.load(std::memory_order_relaxed) > 0, budget, n};
+  t.holds_slot_ = limit_.load(std::memory_order_relaxed) > 0;
+  t.holds_units_ = budget != nullptr;
   t.budget_ = budget;
   t.units_ = n;
   t.stage_ = stage::admitted;
@@ -245,7 +248,7 @@ void group_state::run(group_task& t, d1::execution_data& ed) noexcept {
     task_frame frame(*node_);  // tbb_context() in the task is its own
     e = t.ops_->invoke(t.callable(), ctx_);
   }
-  const holdings held = t.held_;
+  const holdings held = t.held();
   t.destroy(&ed);  // captures are released before the slot is handed on
   finish(held, std::move(e), false);
 }
@@ -264,7 +267,7 @@ void group_state::skip(group_task& t, const d1::execution_data* ed) noexcept {
   // never spawned.
   if (ed == nullptr)
     hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
-  const holdings held = t.held_;
+  const holdings held = t.held();
   t.destroy(ed);  // never invoked; its captures are released now
   finish(held, {}, /*skipped=*/true);
 }

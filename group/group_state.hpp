@@ -59,9 +59,13 @@ struct holdings {
   }
 };
 
+// Its fields are packed: with the callable it must fit oneTBB's
+// small-object pool (blocks up to 256 bytes; a larger one is a malloc per
+// task), so group_task is three cache lines and a callable of up to 64
+// bytes fits beside it.
 class group_task final : public d1::task {
  public:
-  group_task(group_state& g, const task_ops& ops, std::size_t block) noexcept
+  group_task(group_state& g, const task_ops& ops, std::uint32_t block) noexcept
       : group_(&g), ops_(&ops), block_(block), waiter_(*this) {}
 
   // The callable, constructed right after this object (at offset()).
@@ -77,38 +81,40 @@ class group_task final : public d1::task {
   d1::task* execute(d1::execution_data& ed) override;
   d1::task* cancel(d1::execution_data& ed) override;
 
-  group_state* group_;
-  const task_ops* ops_;
-  std::size_t block_;
-  std::size_t callable_offset_ = 0;
-  bool constructed_ = false;
-  d1::small_object_pool* pool_ = nullptr;  // where the block came from
-
   // Admission (admission.cpp). took() records that the task holds what
-  // its stage needs; next_stage() moves on.
+  // its stage needs; next_stage() moves on; held() is what it holds.
   void took() noexcept {
-    if (stage_ == stage::slot) {
-      held_.slot = true;
-    } else {
-      held_.units_gate = budget_;
-      held_.units = units_;
-    }
+    (stage_ == stage::slot ? holds_slot_ : holds_units_) = true;
   }
   void next_stage() noexcept {
     stage_ = stage_ == stage::slot ? stage::units : stage::admitted;
   }
-  gate* budget_ = nullptr;  // weighted admission, or null
+  holdings held() const noexcept {
+    return {holds_slot_, holds_units_ ? budget_ : nullptr, units_};
+  }
+
+  group_state* group_;
+  const task_ops* ops_;
+  d1::small_object_pool* pool_ = nullptr;  // where the block came from
+  gate* budget_ = nullptr;                 // weighted admission, or null
   std::int64_t units_ = 0;
+  std::uint32_t block_;  // bytes, with the callable
+  std::uint16_t callable_offset_ = 0;
+  bool constructed_ = false;
   stage stage_ = stage::slot;
-  holdings held_;
-  gate* waiting_at_ = nullptr;
+  bool holds_slot_ = false;
+  bool holds_units_ = false;
   std::atomic<int> handshake_{0};
+  gate* waiting_at_ = nullptr;
   admission_waiter waiter_;
   struct canceller {
     group_task* task;
     void operator()() const noexcept;
   };
-  std::optional<std::stop_callback<canceller>> cancel_cb_;
+  // Only for a task of a context group queued at a budget's gate (rare:
+  // allocated then), which must leave the queue when the context is
+  // cancelled.
+  std::unique_ptr<std::stop_callback<canceller>> cancel_cb_;
 };
 
 // poke is the no-op task that makes sure a thread wakes up for tasks spawned

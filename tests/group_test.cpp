@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <errgroup/context.hpp>
+#include <errgroup/detail/node.hpp>
 #include <errgroup/error.hpp>
 #include <errgroup/group.hpp>
 #include <errgroup/scheduler.hpp>
@@ -127,6 +128,13 @@ class park {
  public:
   // wait() must be called from a oneTBB task.
   void wait() {
+    // In a task of a group, the library's frame of the task must leave this
+    // thread while the task is suspended, as the library's own suspensions
+    // do (gate.cpp): the thread runs other tasks meanwhile, and the task may
+    // end on another thread (oneTBB 2021.5 often resumes it on the thread
+    // that waits), which would leave this thread with a dangling frame (a
+    // crash in a later test that makes a group on it).
+    errgroup::detail::task_frame::suspend_scope frames;
     tbb::task::suspend([this](tbb::task::suspend_point sp) {
       std::lock_guard lock(mu_);
       if (released_)

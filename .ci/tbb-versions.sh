@@ -23,8 +23,9 @@
 #    suites listed for the version below (every suite, for both). Any failure,
 #    or a run longer than TEST_TIMEOUT seconds, fails the script.
 #
-# Cost on 2 cores (cold): each oneTBB about 40 s of CPU, each errgroup_tests
-# build about 2 min of CPU, each test run about 25 s.
+# Time on 2 cores, cold (nothing under build/): about 5 min (each oneTBB
+# 40 s, each errgroup_tests build 60-90 s, each test run 15-25 s); with both
+# oneTBB installs cached and errgroup built, about 35 s.
 #
 # Environment:
 #   ONETBB_TARBALLS=DIR  the tarballs and SHA256SUMS (default:

@@ -28,6 +28,11 @@
 
 namespace errgroup::detail {
 
+// The part of oneTBB's task layer used here (d1::task, execution_data,
+// wait_context, small_object_pool, r1::allocate/deallocate, d1::spawn,
+// d1::wait) is declared alike from 2021.5 through 2023.1: 2022.0 moved
+// task_group to d2 and added wait-tree vertices beside wait_context, but left
+// these in d1. .ci/tbb-versions.sh builds and tests against both ends.
 namespace d1 = tbb::detail::d1;
 
 class group_state;

@@ -5,9 +5,12 @@
 #include <oneapi/tbb/detail/_task.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task.h>
+#include <oneapi/tbb/version.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <system_error>
@@ -426,22 +429,49 @@ tbb::task_group_context& node::algo_context() {
   return algo_->ctx;
 }
 
-// The oneTBB internals read here: task_group_context keeps its lifetime
-// state at byte 15 and its parent (or, for a proxy, the context it stands
-// for) at byte 16. Both are set before the context's first task runs, and
-// a context's parents outlive it.
+// The oneTBB internals read here: task_group_context's private layout, the
+// same (checked against the headers) in every release from 2021.4
+// (TBB_INTERFACE_VERSION 12040) through 2021.5, and again in every release
+// from 2021.6 (12060) through 2023.1 (12190):
+//
+//   byte  0  my_cpu_ctl_env (8)      byte 12  my_version (1)
+//   byte  8  my_cancellation_requested (4)
+//   byte 13  my_traits: bit 0 fp_settings, 1 concurrent_wait, 2 bound,
+//            3 proxy (until 2021.5; reserved, always 0, since 2021.6)
+//   byte 14  my_state (until 2021.5) / my_may_have_children (since 2021.6)
+//   byte 15  my_lifetime_state (until 2021.5) / my_state (since 2021.6):
+//            created 0, locked 1, isolated 2, bound 3, dead 4; since 2021.6
+//            also proxy 0xff (until 2021.5 a proxy is marked by the trait)
+//   byte 16  my_parent, or for a proxy my_actual_context (a union)
+//   ... padding to 128 bytes (max_nfs_size).
+//
+// Both the state and the parent are set before the context's first task
+// runs, and a context's parents outlive it. Offsets of private members cannot
+// be checked at compile time: the asserts below check what can be (the
+// version, the size, the alignment), and tests/tbb_compat_test.cpp checks
+// runs_under() against oneTBB's binding at run time. Before supporting a new
+// oneTBB, compare its task_group_context with the map above.
 namespace {
+static_assert(TBB_INTERFACE_VERSION >= 12050,
+              "errgroup needs oneTBB 2021.5 or newer");
 static_assert(sizeof(tbb::task_group_context) == 128,
               "errgroup assumes oneTBB's task_group_context layout");
 constexpr std::size_t state_offset = 15;
 constexpr std::size_t parent_offset = 16;
+static_assert(alignof(tbb::task_group_context) >= alignof(void*) &&
+                  parent_offset % alignof(void*) == 0 &&
+                  parent_offset + sizeof(void*) <=
+                      sizeof(tbb::task_group_context),
+              "task_group_context::my_parent is a pointer at byte 16");
+static_assert(std::atomic<std::uint8_t>::is_always_lock_free &&
+                  std::atomic<tbb::task_group_context*>::is_always_lock_free,
+              "the state and the parent are read with __atomic builtins");
+constexpr std::uint8_t state_bound = 3;  // lifetime_state / state ::bound
 #if TBB_INTERFACE_VERSION < 12060
-constexpr std::uint8_t state_bound = 3;  // lifetime_state::bound
 bool is_proxy(const unsigned char* c) noexcept {
   return (c[13] & 0x8) != 0;  // my_traits.proxy
 }
 #else
-constexpr std::uint8_t state_bound = 3;  // state::bound
 bool is_proxy(const unsigned char* c) noexcept {
   return __atomic_load_n(c + state_offset, __ATOMIC_ACQUIRE) == 0xff;
 }

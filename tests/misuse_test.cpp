@@ -7,8 +7,17 @@
 // environment, oneTBB is finalized (its worker threads joined) at exit, so
 // memcheck sees no thread-local blocks of still-running workers. See
 // .ci/valgrind.sh.
+
+// oneTBB 2021.5 (TBB_INTERFACE_VERSION 12050) has task_scheduler_handle and
+// finalize() only as a preview, and makes a handle with
+// task_scheduler_handle::get() instead of task_scheduler_handle(tbb::attach);
+// 2021.6 made them regular API and ignores this macro. It must come before the
+// first oneTBB header.
+#define TBB_PREVIEW_WAITING_FOR_WORKERS 1
+
 #include <doctest/doctest.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/version.h>
 
 #include <atomic>
 #include <chrono>
@@ -51,7 +60,13 @@ struct finalize_tbb_at_exit {
   std::optional<tbb::task_scheduler_handle> handle;
   finalize_tbb_at_exit() {
     const char* v = std::getenv("ERRGROUP_TBB_FINALIZE");
-    if (v != nullptr && *v != '\0' && *v != '0') handle.emplace(tbb::attach{});
+    if (v != nullptr && *v != '\0' && *v != '0') {
+#if TBB_INTERFACE_VERSION >= 12060
+      handle.emplace(tbb::attach{});
+#else
+      handle.emplace(tbb::task_scheduler_handle::get());
+#endif
+    }
   }
   ~finalize_tbb_at_exit() {
     if (handle && !tbb::finalize(*handle, std::nothrow))

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "errgroup/detail/node.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
 
@@ -142,6 +143,10 @@ class park {
  public:
   // wait() must be called from a oneTBB task.
   void wait() {
+    // In a task of a group, the library's frame of the task leaves this
+    // thread while the task is suspended, as in the library's own
+    // suspensions (gate.cpp): the task may resume on another thread.
+    errgroup::detail::task_frame::suspend_scope frames;
     tbb::task::suspend([this](tbb::task::suspend_point sp) {
       std::lock_guard lock(mu_);
       if (released_)

@@ -14,7 +14,12 @@
 //                                construction excluded, wait() included,
 //                                after one unmeasured warm-up round);
 //                                kind: plain, context, limit2, and
-//                                tbb_task_group (run()) for reference
+//                                tbb_task_group (run()) for reference;
+//                                go_result and collector: the same task
+//                                returning a value (<errgroup/results.hpp>,
+//                                plain group; the handles' vector reserved
+//                                beforehand, the collector's values() taken
+//                                in the measured wait)
 //   memory/peak_rss/<scenario>   peak RSS growth (VmHWM, in a fresh child
 //                                process) while 100,000 go() calls meet a
 //                                limit-2 group:
@@ -139,6 +144,15 @@ struct small_fn {
   }
 };
 
+// small_fn returning a value, for the typed-result kinds.
+struct value_fn {
+  small_fn f;
+  std::int64_t operator()() const noexcept {
+    f();
+    return 1;
+  }
+};
+
 std::int64_t n_go() { return bench::scaled(100'000, 2'000); }
 
 // ---- memory/sizes -----------------------------------------------------------
@@ -151,6 +165,11 @@ void sizes(benchmark::State& st) {
   st.counters["sizeof_weighted"] = sizeof(errgroup::weighted);
   st.counters["sizeof_task_small_fn"] = static_cast<double>(
       errgroup::detail::task_size(sizeof(small_fn), alignof(small_fn)));
+  using result_fn = errgroup::detail::result_task<std::int64_t, value_fn>;
+  st.counters["sizeof_task_result_fn"] = static_cast<double>(
+      errgroup::detail::task_size(sizeof(result_fn), alignof(result_fn)));
+  st.counters["sizeof_result_slot_int64"] =
+      sizeof(errgroup::detail::result_slot<std::int64_t>);
   st.counters["sizeof_tbb_task_group"] = sizeof(tbb::task_group);
   st.counters["sizeof_tbb_task_group_context"] =
       sizeof(tbb::task_group_context);
@@ -260,6 +279,24 @@ struct tbb_adapter {
   tbb::task_group tg;
   void go(small_fn f) { tg.run(f); }
   void wait() { tg.wait(); }
+};
+
+struct go_result_adapter {
+  errgroup::group g;
+  std::vector<errgroup::result<std::int64_t>> rs;
+  go_result_adapter() { rs.reserve(static_cast<std::size_t>(n_go())); }
+  void go(small_fn f) { rs.push_back(errgroup::go_result(g, value_fn{f})); }
+  void wait() { (void)g.wait(); }
+};
+
+struct collector_adapter {
+  errgroup::group g;
+  errgroup::collector<std::int64_t> c{g};
+  void go(small_fn f) { c.go(value_fn{f}); }
+  void wait() {
+    (void)g.wait();
+    bench::keep(c.values());
+  }
 };
 
 // ---- memory/peak_rss (child process)
@@ -428,6 +465,12 @@ int setup() {
   });
   reg("memory/allocs_per_go/tbb_task_group", [](benchmark::State& st) {
     allocs_per_go(st, [] { return std::make_unique<tbb_adapter>(); });
+  });
+  reg("memory/allocs_per_go/go_result", [](benchmark::State& st) {
+    allocs_per_go(st, [] { return std::make_unique<go_result_adapter>(); });
+  });
+  reg("memory/allocs_per_go/collector", [](benchmark::State& st) {
+    allocs_per_go(st, [] { return std::make_unique<collector_adapter>(); });
   });
   reg("memory/peak_rss/nested",
       [](benchmark::State& st) { peak_rss(st, "nested"); });

@@ -10,6 +10,15 @@
 //   spawn/thread_batch       std::thread per batch: hardware_concurrency
 //                            threads, each calls its slice of the N task
 //                            bodies (no per-task object: the floor)
+//
+// Typed results (<errgroup/results.hpp>): N tasks that each return their
+// index, every value read back after wait(), plain group. The time also
+// covers where the values go (N slots, the vector they end in).
+//   spawn/results_by_hand    go() of a closure writing out[i] (vector of N
+//                            made first): what Go code does by hand
+//   spawn/go_result          go_result() x N into a reserved vector of
+//                            handles, then get() of each
+//   spawn/collector          collector::go() x N, then values()
 #include <oneapi/tbb/task_group.h>
 
 #include <errgroup/errgroup.hpp>
@@ -81,6 +90,58 @@ void thread_batch(benchmark::State& st) {
   });
 }
 
+// The typed-result cases check the values they read back: sum of 0..n-1.
+bool sum_ok(std::int64_t sum, std::int64_t n) { return sum == n * (n - 1) / 2; }
+
+void results_by_hand(benchmark::State& st) {
+  spawn_bench(st, [](std::int64_t n) {
+    errgroup::group g;
+    std::vector<std::int64_t> out(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i)
+      g.go([&out, i] {
+        bench::nop();
+        out[static_cast<std::size_t>(i)] = i;
+      });
+    if (g.wait()) return false;
+    std::int64_t sum = 0;
+    for (std::int64_t v : out) sum += v;
+    return sum_ok(sum, n);
+  });
+}
+
+void go_result(benchmark::State& st) {
+  spawn_bench(st, [](std::int64_t n) {
+    errgroup::group g;
+    std::vector<errgroup::result<std::int64_t>> rs;
+    rs.reserve(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i)
+      rs.push_back(errgroup::go_result(g, [i] {
+        bench::nop();
+        return i;
+      }));
+    if (g.wait()) return false;
+    std::int64_t sum = 0;
+    for (auto& r : rs) sum += r.get();
+    return sum_ok(sum, n);
+  });
+}
+
+void collector(benchmark::State& st) {
+  spawn_bench(st, [](std::int64_t n) {
+    errgroup::group g;
+    errgroup::collector<std::int64_t> c(g);
+    for (std::int64_t i = 0; i < n; ++i)
+      c.go([i] {
+        bench::nop();
+        return i;
+      });
+    if (g.wait()) return false;
+    std::int64_t sum = 0;
+    for (std::int64_t v : c.values()) sum += v;
+    return sum_ok(sum, n);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,6 +157,9 @@ int main(int argc, char** argv) {
         [](benchmark::State& st) { group_limit(st, 64); });
     reg("spawn/tbb_task_group", tbb_task_group);
     reg("spawn/thread_batch", thread_batch);
+    reg("spawn/results_by_hand", results_by_hand);
+    reg("spawn/go_result", go_result);
+    reg("spawn/collector", collector);
     return 0;
   });
 }

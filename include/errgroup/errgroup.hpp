@@ -7,5 +7,6 @@
 #include "errgroup/group.hpp"
 #include "errgroup/parallel_map.hpp"
 #include "errgroup/quorum.hpp"
+#include "errgroup/results.hpp"
 #include "errgroup/scheduler.hpp"
 #include "errgroup/weighted.hpp"

@@ -1,0 +1,365 @@
+// errgroup/results.hpp
+//
+// Tasks that return a value. go_result(g, f) starts f as a task of group g
+// and returns a result<T> handle: once the task has ended (g.wait()
+// returned), get() is f's value, or rethrows what f threw. A collector<T>
+// starts many such tasks and hands back their values in submission order.
+// Both are built on group::go: the group sees an ordinary task whose error
+// is f's throw, so first error, cancellation, limits and budgets work as for
+// any task.
+//
+// Example:
+//   errgroup::group g;
+//   errgroup::collector<std::string> pages(g);
+//   for (const std::string& url : urls)
+//     pages.go([&url] { return fetch(url); });  // a throw is its error
+//   if (errgroup::error err = g.wait()) die(err.message());
+//   std::vector<std::string> bodies = pages.values();  // in urls' order
+//
+// A task reports failure by throwing: f is callable as f() or f(const
+// context&) and returns its value, of any type but void and the error types
+// (use group::go for those); move-only values work. The value is built in
+// place from what f returns (a returned prvalue is not moved).
+//
+// Lifetime is safe by construction: a handle or collector shares its slots
+// with the tasks that write them (reference counts), so either may go away
+// first; a task whose handle was dropped writes into a slot nobody reads,
+// and whoever is last frees it. Reading before the task ended is an
+// std::logic_error, never a race: each slot's state is an atomic, written
+// by the task after the value (release) and read with acquire.
+//
+// Cost next to a plain go(): go_result allocates once per task (its slot),
+// a collector once per chunk of up to 1,024 slots; the task itself is a go()
+// of a callable 16 bytes larger than f, which the group keeps in its task
+// block as any callable. bench_spawn (spawn/go_result, spawn/collector) and
+// bench_memory (allocs_per_go/go_result, .../collector) measure it.
+//
+// Difference from Java's StructuredTaskScope: Subtask.get() throws
+// IllegalStateException unless the subtask succeeded; get() here rethrows
+// the task's own exception (or the cause, for a skipped task). Go's
+// errgroup has no typed results: the closure writes out[i] by hand.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "errgroup/detail/result_slots.hpp"
+#include "errgroup/error.hpp"
+#include "errgroup/group.hpp"
+
+namespace errgroup {
+
+namespace detail {
+struct result_access;
+}
+
+// result<T> is the handle of one task started by go_result(): move-only,
+// like std::future, but it never blocks; wait on the group instead.
+template <class T>
+class result {
+ public:
+  // result() has no task: valid() is false, state() is pending, and get()
+  // and err() throw std::logic_error.
+  result() noexcept = default;
+  result(result&& o) noexcept : chunk_(std::exchange(o.chunk_, nullptr)) {}
+  result& operator=(result&& o) noexcept {
+    result(std::move(o)).swap(*this);
+    return *this;
+  }
+  // ~result() drops the handle's share only: a task still running keeps
+  // its slot and frees it when it ends. Never blocks.
+  ~result() {
+    if (chunk_ != nullptr) chunk_->release(1);
+  }
+  void swap(result& o) noexcept { std::swap(chunk_, o.chunk_); }
+
+  // valid() reports whether the handle has a task.
+  bool valid() const noexcept { return chunk_ != nullptr; }
+
+  // state() is where the task is: pending until it ends, then succeeded,
+  // failed or skipped. Lock-free, safe from any thread; an acquire: a state
+  // other than pending makes the value or error visible.
+  result_state state() const noexcept {
+    return chunk_ ? slot().state.load(std::memory_order_acquire)
+                  : result_state::pending;
+  }
+
+  // get() returns the task's value once it has ended. Never blocks. Throws:
+  // the task's exception when it failed; the cause it was skipped for (the
+  // group context's cause(), e.g. the first error; cancelled_error when
+  // there is none) when skipped; std::logic_error when the task has not
+  // ended yet or there is no task. The value lives as long as the handle
+  // (std::move(r.get()) takes it).
+  T& get() { return value("result::get()"); }
+  const T& get() const { return value("result::get()"); }
+
+  // err() is no error when the task succeeded, its error when it failed,
+  // the cause when it was skipped. Throws std::logic_error as get() does.
+  error err() const {
+    auto& s = slot_checked("result::err()");
+    (void)s.ended("result::err()");
+    return s.err;
+  }
+
+ private:
+  friend struct detail::result_access;
+  explicit result(detail::result_chunk<T>* c) noexcept : chunk_(c) {}
+  detail::result_slot<T>& slot() const noexcept { return chunk_->slot(0); }
+  detail::result_slot<T>& slot_checked(const char* what) const {
+    if (chunk_ == nullptr)
+      throw std::logic_error(std::string("errgroup: ") + what +
+                             " on a result without a task");
+    return slot();
+  }
+  T& value(const char* what) const {
+    auto& s = slot_checked(what);
+    if (s.ended(what) != result_state::succeeded) s.err.throw_if();
+    return s.value;
+  }
+
+  detail::result_chunk<T>* chunk_ = nullptr;
+};
+
+namespace detail {
+struct result_access {
+  // start(g, f, launch) makes a handle, hands launch() the task for it, and
+  // returns the handle, or one without a task if launch() started nothing.
+  template <class F, class Launch>
+  static auto start(group& g, F&& f, Launch launch) {
+    using D = std::decay_t<F>;
+    static_assert(check_result_task<D>());
+    using T = result_value_t<D>;
+    (void)skip_fallback();  // a skip later must not allocate
+    result<T> r(result_chunk<T>::make(g, 1));
+    if (!launch(result_task<T, D>(r.chunk_, &r.chunk_->slot(0),
+                                  std::forward<F>(f))))
+      return result<T>();
+    return r;
+  }
+};
+}  // namespace detail
+
+// go_result(g, f) is g.go(f) for an f that returns a value: it starts f as
+// a task of g (blocking, queueing and skipping exactly as go() does) and
+// returns the result<T> handle of its value. A throw from f is the task's
+// error, and so the group's as for any task. Throws what g.go() throws, and
+// std::bad_alloc, with nothing started and nothing held. If g's context is
+// already cancelled, nothing starts and the handle is skipped.
+template <class F>
+auto go_result(group& g, F&& f) {
+  return detail::result_access::start(g, std::forward<F>(f), [&g](auto&& t) {
+    g.go(std::move(t));
+    return true;
+  });
+}
+
+// go_result(g, b, n, f) is go_result for a task that also holds n units of
+// budget b while it runs: g.go(b, n, f).
+template <detail::budget B, class F>
+auto go_result(group& g, B& b, std::int64_t n, F&& f) {
+  return detail::result_access::start(g, std::forward<F>(f),
+                                      [&g, &b, n](auto&& t) {
+                                        g.go(b, n, std::move(t));
+                                        return true;
+                                      });
+}
+
+// try_go_result(g, f) is g.try_go(f): it starts f only if a slot is free
+// now; else it returns a handle without a task (valid() false). Never
+// blocks.
+template <class F>
+auto try_go_result(group& g, F&& f) {
+  return detail::result_access::start(
+      g, std::forward<F>(f), [&g](auto&& t) { return g.try_go(std::move(t)); });
+}
+
+// collector<T> starts value-returning tasks on a group and keeps their
+// values in submission order: a vector of results in chunks, one allocation
+// per chunk. One thread at a time may call its members (like a
+// std::vector); its tasks run concurrently with them, safely.
+template <class T>
+class collector {
+ public:
+  static_assert(std::is_destructible_v<T> && !std::is_array_v<T> &&
+                    !std::is_reference_v<T> && !std::is_const_v<T>,
+                "errgroup: collector<T> needs a non-const object type");
+  static_assert(!detail::error_result<T>,
+                "errgroup: a result task returns a value and throws on "
+                "failure; use group::go for tasks that return an error");
+
+  // collector(g) collects for tasks of g, which must outlive the go() calls.
+  explicit collector(group& g) : g_(&g) { (void)detail::skip_fallback(); }
+  // ~collector() never waits: tasks still running keep their chunk alive
+  // and free it when they end.
+  ~collector() {
+    for (std::size_t k = 0; k < chunks_.size(); ++k)
+      chunks_[k]->release(1 + capacity(k) - used(k));
+  }
+  collector(const collector&) = delete;
+  collector& operator=(const collector&) = delete;
+
+  // go(f) is go_result(g, f) whose result becomes the next entry. f returns
+  // something T can be built from. Throws as group::go does, and
+  // std::logic_error after values(); then no entry is added.
+  template <class F>
+  void go(F&& f) {
+    (void)start(std::forward<F>(f), [this](auto&& t) {
+      g_->go(std::move(t));
+      return true;
+    });
+  }
+  // try_go(f) adds an entry only if g.try_go() started the task.
+  template <class F>
+  bool try_go(F&& f) {
+    return start(std::forward<F>(f),
+                 [this](auto&& t) { return g_->try_go(std::move(t)); });
+  }
+  // go(b, n, f) is go(f) whose task also holds n units of budget b.
+  template <detail::budget B, class F>
+  void go(B& b, std::int64_t n, F&& f) {
+    (void)start(std::forward<F>(f), [this, &b, n](auto&& t) {
+      g_->go(b, n, std::move(t));
+      return true;
+    });
+  }
+
+  // size() is the number of entries: tasks started (or skipped) by go().
+  std::size_t size() const noexcept { return size_; }
+
+  // state(i), err(i) and get(i) are result's state(), err() and get() for
+  // entry i. err(i) and get(i) throw std::logic_error while task i is
+  // pending; all three throw std::out_of_range when i >= size().
+  result_state state(std::size_t i) const {
+    return slot(i).state.load(std::memory_order_acquire);
+  }
+  error err(std::size_t i) const {
+    auto& s = slot(i);
+    (void)s.ended("collector::err()");
+    return s.err;
+  }
+  T& get(std::size_t i) {
+    auto& s = slot(i);
+    if (s.ended("collector::get()") != result_state::succeeded)
+      s.err.throw_if();
+    return s.value;
+  }
+
+  // values() moves every value out, in submission order, once every task
+  // has succeeded. Never blocks. Throws std::logic_error while a task is
+  // pending (call wait() first) and when called again; otherwise, if some
+  // task failed or was skipped, the error of the first such entry (as its
+  // get() would), and the values stay. A throwing move of a value
+  // propagates; the values are then taken all the same.
+  std::vector<T> values() {
+    if (taken_)
+      throw std::logic_error(
+          "errgroup: collector::values() called again (the values were "
+          "moved out)");
+    for (std::size_t i = 0; i < size_; ++i)
+      (void)slot(i).ended("collector::values()");
+    for (std::size_t i = 0; i < size_; ++i)
+      if (auto& s = slot(i);
+          s.state.load(std::memory_order_relaxed) != result_state::succeeded)
+        s.err.throw_if();
+    std::vector<T> out;
+    out.reserve(size_);
+    taken_ = true;
+    for (std::size_t i = 0; i < size_; ++i)
+      out.push_back(std::move(slot(i).value));
+    return out;
+  }
+
+ private:
+  using chunk = detail::result_chunk<T>;
+  using slot_type = detail::result_slot<T>;
+
+  // Chunks grow from min(8, max) slots, doubling, up to max: chunk::
+  // max_capacity() (about 16 KiB of slots, at most 1,024).
+  static constexpr std::size_t max_ = chunk::max_capacity();
+  static constexpr std::size_t first_ = max_ < 8 ? max_ : 8;
+  static constexpr auto growing_ =
+      static_cast<std::size_t>(std::bit_width(max_ / first_));
+  static constexpr std::size_t grown_ =
+      first_ * ((std::size_t{1} << growing_) - 1);
+
+  static constexpr std::size_t capacity(std::size_t k) noexcept {
+    return k < growing_ ? first_ << k : max_;
+  }
+  // locate(i) is {chunk, offset} of entry i.
+  static constexpr std::pair<std::size_t, std::size_t> locate(
+      std::size_t i) noexcept {
+    if (i < grown_) {
+      const auto k =
+          static_cast<std::size_t>(std::bit_width(i / first_ + 1)) - 1;
+      return {k, i - first_ * ((std::size_t{1} << k) - 1)};
+    }
+    return {growing_ + (i - grown_) / max_, (i - grown_) % max_};
+  }
+  std::size_t used(std::size_t k) const noexcept {
+    const auto [last, off] = locate(size_);
+    return k < last ? capacity(k) : k == last ? off : 0;
+  }
+  slot_type& slot(std::size_t i) const {
+    if (i >= size_)
+      throw std::out_of_range("errgroup: collector entry " + std::to_string(i) +
+                              " of " + std::to_string(size_));
+    const auto [k, off] = locate(i);
+    return chunks_[k]->slot(off);
+  }
+
+  // start(f, launch) takes the next slot, hands launch() the task for it,
+  // and gives the slot back if launch() started nothing or threw.
+  template <class F, class Launch>
+  bool start(F&& f, Launch launch) {
+    using D = std::decay_t<F>;
+    static_assert(detail::callable_with<D>,
+                  "errgroup: a task must be callable as f() or "
+                  "f(const errgroup::context&)");
+    static_assert(std::is_constructible_v<T, detail::task_result_t<D>>,
+                  "errgroup: collector<T>::go needs f to return something "
+                  "T can be built from");
+    if (taken_)
+      throw std::logic_error(
+          "errgroup: collector::go() after values() took the values");
+    const auto [k, off] = locate(size_);
+    if (k == chunks_.size()) {
+      if (chunks_.size() == chunks_.capacity())
+        chunks_.reserve(chunks_.empty() ? 4 : 2 * chunks_.size());
+      chunks_.push_back(chunk::make(*g_, capacity(k)));
+    }
+    chunk* c = chunks_[k];
+    slot_type* s = &c->slot(off);
+    ++size_;
+    bool started = false;
+    try {
+      // The task is a temporary: gone (its reference dropped) by the end of
+      // this statement, or during unwinding, unless the group took it.
+      started = launch(detail::result_task<T, D>(c, s, std::forward<F>(f)));
+    } catch (...) {
+      give_back(c, s);
+      throw;
+    }
+    if (!started) give_back(c, s);
+    return started;
+  }
+  // give_back(c, s): the last slot's task did not start and its reference
+  // is gone; take the slot back for the next go().
+  void give_back(chunk* c, slot_type* s) noexcept {
+    c->retain();
+    s->reset();
+    --size_;
+  }
+
+  group* g_;
+  std::vector<chunk*> chunks_;
+  std::size_t size_ = 0;
+  bool taken_ = false;
+};
+
+}  // namespace errgroup

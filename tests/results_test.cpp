@@ -272,7 +272,9 @@ TEST_SUITE("results.collector") {
         errgroup::group g(s);
         g.set_limit(limit);
         errgroup::collector<std::size_t> c(g);
-        constexpr std::size_t n = 5000;  // past the growing chunks (2,040)
+        // Unlimited: past the growing chunks (2,040 entries); with a limit,
+        // through six chunks (each go() may wait: slower).
+        const std::size_t n = limit < 0 ? 5000 : 300;
         for (std::size_t i = 0; i < n; ++i) c.go([i] { return i * 3; });
         CHECK(c.size() == n);
         REQUIRE_FALSE(g.wait());

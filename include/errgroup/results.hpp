@@ -31,8 +31,9 @@
 // Cost next to a plain go(): go_result allocates once per task (its slot),
 // a collector once per chunk of up to 1,024 slots; the task itself is a go()
 // of a callable 16 bytes larger than f, which the group keeps in its task
-// block as any callable. bench_spawn (spawn/go_result, spawn/collector) and
-// bench_memory (allocs_per_go/go_result, .../collector) measure it.
+// block as any callable. Measured (docs/design.md, "Typed results"): a
+// collector costs about what a hand-written out[i] closure does; go_result
+// about 1.3-1.6x a plain go() of an empty task (its malloc and free).
 //
 // Difference from Java's StructuredTaskScope: Subtask.get() throws
 // IllegalStateException unless the subtask succeeded; get() here rethrows

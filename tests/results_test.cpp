@@ -12,6 +12,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <latch>
 #include <memory>
@@ -448,6 +449,28 @@ TEST_SUITE("results.collector") {
     release.count_down();
     REQUIRE_FALSE(g.wait());
     CHECK(c.try_go([] { return 3; }));
+    REQUIRE_FALSE(g.wait());
+    CHECK(c.values() == std::vector<int>{1, 3});
+  }
+
+  TEST_CASE("go_until adds an entry only when the task was admitted") {
+    errgroup::scheduler s{2};
+    errgroup::group g(s);
+    g.set_limit(1);
+    errgroup::collector<int> c(g);
+    std::latch release(1);
+    c.go([&release] {
+      release.wait();
+      return 1;
+    });
+    const errgroup::error late = c.go_until(
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(1),
+        [] { return 2; });
+    CHECK(late.is<errgroup::deadline_exceeded_error>());
+    CHECK(c.size() == 1);
+    release.count_down();
+    CHECK_FALSE(c.go_until(std::chrono::steady_clock::time_point::max(),
+                           [] { return 3; }));
     REQUIRE_FALSE(g.wait());
     CHECK(c.values() == std::vector<int>{1, 3});
   }

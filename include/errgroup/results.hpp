@@ -42,6 +42,7 @@
 #pragma once
 
 #include <bit>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -228,6 +229,19 @@ class collector {
       g_->go(b, n, std::move(t));
       return true;
     });
+  }
+
+  // go_until(t, f) is g.go_until(t, f) for the next entry: it gives up
+  // waiting for a slot at time t. Returns no error when f was admitted (an
+  // entry is added); else, as g.go_until() says why, and no entry is added.
+  template <class F>
+  error go_until(std::chrono::steady_clock::time_point t, F&& f) {
+    error e;
+    (void)start(std::forward<F>(f), [this, t, &e](auto&& task) {
+      e = g_->go_until(t, std::move(task));
+      return !e;
+    });
+    return e;
   }
 
   // size() is the number of entries: tasks started (or skipped) by go().

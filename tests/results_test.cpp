@@ -56,6 +56,32 @@ struct big {
   std::array<char, 5000> pad{};
 };
 
+// check_dropped_early(start) checks, over the thread counts, that tasks
+// outlive their owner safely: start(g, body, started) starts tasks running
+// body through an owner (a handle, a collector) and destroys the owner once
+// started says one runs. The tasks then write into slots nobody reads (ASan
+// checks those are alive), and their values die with the slots.
+template <class Start>
+void check_dropped_early(Start start) {
+  for (int threads : thread_counts) {
+    CAPTURE(threads);
+    errgroup::scheduler s{threads};
+    std::atomic<int> live{0};
+    std::atomic<bool> first{true};
+    std::latch started(1), release(1);
+    auto body = [&] {
+      if (first.exchange(false)) started.count_down();
+      release.wait();
+      return token(live);  // written after the owner is gone
+    };
+    errgroup::group g(s);
+    start(g, body, started);
+    release.count_down();
+    REQUIRE_FALSE(g.wait());
+    CHECK(live.load() == 0);
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("results") {
@@ -198,30 +224,19 @@ TEST_SUITE("results") {
 
   TEST_CASE(
       "a handle dropped while its task runs leaves the task a live slot") {
-    for (int threads : thread_counts) {
-      CAPTURE(threads);
-      errgroup::scheduler s{threads};
-      std::atomic<int> live{0};
-      errgroup::group g(s);
-      std::latch started(1), release(1);
-      {
-        auto r = errgroup::go_result(g, [&] {
-          started.count_down();
-          release.wait();
-          return token(live);  // written after the handle is gone
+    check_dropped_early(
+        [](errgroup::group& g, auto& body, std::latch& started) {
+          auto r = errgroup::go_result(g, body);
+          started.wait();
         });
-        started.wait();
-      }
-      release.count_down();
-      REQUIRE_FALSE(g.wait());
-      CHECK(live.load() == 0);  // the value died with the slot
 
-      auto kept = errgroup::go_result(g, [&] { return token(live); });
-      REQUIRE_FALSE(g.wait());
-      CHECK(live.load() == 1);  // the handle keeps the value alive
-      kept = errgroup::result<token>();
-      CHECK(live.load() == 0);
-    }
+    std::atomic<int> live{0};
+    errgroup::group g;
+    auto kept = errgroup::go_result(g, [&] { return token(live); });
+    REQUIRE_FALSE(g.wait());
+    CHECK(live.load() == 1);  // the handle keeps the value alive
+    kept = errgroup::result<token>();
+    CHECK(live.load() == 0);
   }
 
   TEST_CASE(
@@ -390,26 +405,12 @@ TEST_SUITE("results.collector") {
 
   TEST_CASE(
       "a collector destroyed while its tasks run leaves them live slots") {
-    for (int threads : thread_counts) {
-      CAPTURE(threads);
-      errgroup::scheduler s{threads};
-      std::atomic<int> live{0};
-      errgroup::group g(s);
-      std::latch started(1), release(1);
-      {
-        errgroup::collector<token> c(g);
-        for (int i = 0; i < 20; ++i)
-          c.go([&, i] {
-            if (i == 0) started.count_down();
-            release.wait();
-            return token(live);
-          });
-        started.wait();
-      }
-      release.count_down();
-      REQUIRE_FALSE(g.wait());
-      CHECK(live.load() == 0);
-    }
+    check_dropped_early(
+        [](errgroup::group& g, auto& body, std::latch& started) {
+          errgroup::collector<token> c(g);
+          for (int i = 0; i < 20; ++i) c.go(body);
+          started.wait();
+        });
   }
 
   TEST_CASE(

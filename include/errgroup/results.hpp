@@ -41,7 +41,6 @@
 // errgroup has no typed results: the closure writes out[i] by hand.
 #pragma once
 
-#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -183,8 +182,8 @@ auto try_go_result(group& g, F&& f) {
 
 // collector<T> starts value-returning tasks on a group and keeps their
 // values in submission order: a vector of results in chunks, one allocation
-// per chunk. One thread at a time may call its members (like a
-// std::vector); its tasks run concurrently with them, safely.
+// per chunk (detail::result_chunks). One thread at a time may call its members
+// (like a std::vector); its tasks run concurrently with them, safely.
 template <class T>
 class collector {
  public:
@@ -196,13 +195,12 @@ class collector {
                 "failure; use group::go for tasks that return an error");
 
   // collector(g) collects for tasks of g, which must outlive the go() calls.
-  explicit collector(group& g) : g_(&g) { (void)detail::skip_fallback(); }
+  explicit collector(group& g) : g_(&g), slots_(g) {
+    (void)detail::skip_fallback();
+  }
   // ~collector() never waits: tasks still running keep their chunk alive
   // and free it when they end.
-  ~collector() {
-    for (std::size_t k = 0; k < chunks_.size(); ++k)
-      chunks_[k]->release(1 + capacity(k) - used(k));
-  }
+  ~collector() = default;
   collector(const collector&) = delete;
   collector& operator=(const collector&) = delete;
 
@@ -245,7 +243,7 @@ class collector {
   }
 
   // size() is the number of entries: tasks started (or skipped) by go().
-  std::size_t size() const noexcept { return size_; }
+  std::size_t size() const noexcept { return slots_.size(); }
 
   // state(i), err(i) and get(i) are result's state(), err() and get() for
   // entry i. err(i) and get(i) throw std::logic_error while task i is
@@ -276,57 +274,24 @@ class collector {
       throw std::logic_error(
           "errgroup: collector::values() called again (the values were "
           "moved out)");
-    for (std::size_t i = 0; i < size_; ++i)
+    for (std::size_t i = 0; i < slots_.size(); ++i)
       (void)slot(i).ended("collector::values()");
-    for (std::size_t i = 0; i < size_; ++i)
+    for (std::size_t i = 0; i < slots_.size(); ++i)
       if (auto& s = slot(i);
           s.state.load(std::memory_order_relaxed) != result_state::succeeded)
         s.err.throw_if();
+    const std::size_t n = slots_.size();
     std::vector<T> out;
-    out.reserve(size_);
+    out.reserve(n);
     taken_ = true;
-    for (std::size_t i = 0; i < size_; ++i)
-      out.push_back(std::move(slot(i).value));
+    for (std::size_t i = 0; i < n; ++i) out.push_back(std::move(slot(i).value));
     return out;
   }
 
  private:
-  using chunk = detail::result_chunk<T>;
   using slot_type = detail::result_slot<T>;
 
-  // Chunks grow from min(8, max) slots, doubling, up to max: chunk::
-  // max_capacity() (about 16 KiB of slots, at most 1,024).
-  static constexpr std::size_t max_ = chunk::max_capacity();
-  static constexpr std::size_t first_ = max_ < 8 ? max_ : 8;
-  static constexpr auto growing_ =
-      static_cast<std::size_t>(std::bit_width(max_ / first_));
-  static constexpr std::size_t grown_ =
-      first_ * ((std::size_t{1} << growing_) - 1);
-
-  static constexpr std::size_t capacity(std::size_t k) noexcept {
-    return k < growing_ ? first_ << k : max_;
-  }
-  // locate(i) is {chunk, offset} of entry i.
-  static constexpr std::pair<std::size_t, std::size_t> locate(
-      std::size_t i) noexcept {
-    if (i < grown_) {
-      const auto k =
-          static_cast<std::size_t>(std::bit_width(i / first_ + 1)) - 1;
-      return {k, i - first_ * ((std::size_t{1} << k) - 1)};
-    }
-    return {growing_ + (i - grown_) / max_, (i - grown_) % max_};
-  }
-  std::size_t used(std::size_t k) const noexcept {
-    const auto [last, off] = locate(size_);
-    return k < last ? capacity(k) : k == last ? off : 0;
-  }
-  slot_type& slot(std::size_t i) const {
-    if (i >= size_)
-      throw std::out_of_range("errgroup: collector entry " + std::to_string(i) +
-                              " of " + std::to_string(size_));
-    const auto [k, off] = locate(i);
-    return chunks_[k]->slot(off);
-  }
+  slot_type& slot(std::size_t i) const { return slots_.at(i); }
 
   // start(f, launch) takes the next slot, hands launch() the task for it,
   // and gives the slot back if launch() started nothing or threw.
@@ -342,38 +307,21 @@ class collector {
     if (taken_)
       throw std::logic_error(
           "errgroup: collector::go() after values() took the values");
-    const auto [k, off] = locate(size_);
-    if (k == chunks_.size()) {
-      if (chunks_.size() == chunks_.capacity())
-        chunks_.reserve(chunks_.empty() ? 4 : 2 * chunks_.size());
-      chunks_.push_back(chunk::make(*g_, capacity(k)));
-    }
-    chunk* c = chunks_[k];
-    slot_type* s = &c->slot(off);
-    ++size_;
+    const auto [c, s] = slots_.push();
     bool started = false;
     try {
       // The task is a temporary: gone (its reference dropped) by the end of
       // this statement, or during unwinding, unless the group took it.
       started = launch(detail::result_task<T, D>(c, s, std::forward<F>(f)));
     } catch (...) {
-      give_back(c, s);
+      slots_.pop();
       throw;
     }
-    if (!started) give_back(c, s);
+    if (!started) slots_.pop();
     return started;
   }
-  // give_back(c, s): the last slot's task did not start and its reference
-  // is gone; take the slot back for the next go().
-  void give_back(chunk* c, slot_type* s) noexcept {
-    c->retain();
-    s->reset();
-    --size_;
-  }
-
   group* g_;
-  std::vector<chunk*> chunks_;
-  std::size_t size_ = 0;
+  detail::result_chunks<T> slots_;
   bool taken_ = false;
 };
 

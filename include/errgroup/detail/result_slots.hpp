@@ -28,6 +28,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "errgroup/context.hpp"
 #include "errgroup/detail/invoke.hpp"
@@ -185,6 +186,92 @@ class result_chunk {
   std::atomic<std::size_t> refs_;
   group* g_;  // for the cause of a skip: a task never outlives its group
   std::size_t capacity_;
+};
+
+// result_chunks<T> is a collector's entries, in submission order, in
+// chunks that grow from min(8, max) slots, doubling, up to
+// result_chunk<T>::max_capacity(). One thread at a time uses it.
+template <class T>
+class result_chunks {
+ public:
+  using chunk = result_chunk<T>;
+  using slot_type = result_slot<T>;
+
+  explicit result_chunks(group& g) noexcept : g_(&g) {}
+  // Drops its own references and those of slots never used; tasks still
+  // running keep their chunks.
+  ~result_chunks() {
+    for (std::size_t k = 0; k < chunks_.size(); ++k)
+      chunks_[k]->release(1 + capacity(k) - used(k));
+  }
+  result_chunks(const result_chunks&) = delete;
+  result_chunks& operator=(const result_chunks&) = delete;
+
+  std::size_t size() const noexcept { return size_; }
+
+  // at(i) is entry i; std::out_of_range when i >= size().
+  slot_type& at(std::size_t i) const {
+    if (i >= size_)
+      throw std::out_of_range("errgroup: collector entry " + std::to_string(i) +
+                              " of " + std::to_string(size_));
+    const auto [k, off] = locate(i);
+    return chunks_[k]->slot(off);
+  }
+
+  // push() adds an entry and returns its chunk and slot; the slot's task
+  // reference is the caller's to hand to a result_task. Throws
+  // std::bad_alloc with nothing added.
+  std::pair<chunk*, slot_type*> push() {
+    const auto [k, off] = locate(size_);
+    if (k == chunks_.size()) {
+      if (chunks_.size() == chunks_.capacity())
+        chunks_.reserve(chunks_.empty() ? 4 : 2 * chunks_.size());
+      chunks_.push_back(chunk::make(*g_, capacity(k)));
+    }
+    ++size_;
+    return {chunks_[k], &chunks_[k]->slot(off)};
+  }
+
+  // pop() takes back the last entry, whose task never started and whose
+  // reference is gone (its result_task was destroyed, or never built): the
+  // reference is set aside again and the slot made pending, for the next
+  // push().
+  void pop() noexcept {
+    const auto [k, off] = locate(--size_);
+    chunks_[k]->retain();
+    chunks_[k]->slot(off).reset();
+  }
+
+ private:
+  static constexpr std::size_t max_ = chunk::max_capacity();
+  static constexpr std::size_t first_ = max_ < 8 ? max_ : 8;
+  static constexpr auto growing_ =
+      static_cast<std::size_t>(std::bit_width(max_ / first_));
+  static constexpr std::size_t grown_ =
+      first_ * ((std::size_t{1} << growing_) - 1);
+
+  static constexpr std::size_t capacity(std::size_t k) noexcept {
+    return k < growing_ ? first_ << k : max_;
+  }
+  // locate(i) is {chunk, offset} of entry i.
+  static constexpr std::pair<std::size_t, std::size_t> locate(
+      std::size_t i) noexcept {
+    if (i < grown_) {
+      const auto k =
+          static_cast<std::size_t>(std::bit_width(i / first_ + 1)) - 1;
+      return {k, i - first_ * ((std::size_t{1} << k) - 1)};
+    }
+    return {growing_ + (i - grown_) / max_, (i - grown_) % max_};
+  }
+  // used(k) is how many slots of chunk k hold entries.
+  std::size_t used(std::size_t k) const noexcept {
+    const auto [last, off] = locate(size_);
+    return k < last ? capacity(k) : k == last ? off : 0;
+  }
+
+  group* g_;
+  std::vector<chunk*> chunks_;
+  std::size_t size_ = 0;
 };
 
 // result_task is the callable the group runs for a value-returning f: it

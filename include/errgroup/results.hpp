@@ -33,7 +33,7 @@
 // of a callable 16 bytes larger than f, which the group keeps in its task
 // block as any callable. Measured (docs/design.md, "Typed results"): a
 // collector costs about what a hand-written out[i] closure does; go_result
-// about 1.3-1.6x a plain go() of an empty task (its malloc and free).
+// 1.3x to 1.7x a plain go() of an empty task (its malloc and free).
 //
 // Difference from Java's StructuredTaskScope: Subtask.get() throws
 // IllegalStateException unless the subtask succeeded; get() here rethrows

@@ -155,6 +155,9 @@ class PeerRow:
     unit: str
     counter: str  # the C++ counter; "speedup": median map/seq ÷ median ms
     cells: tuple  # one tuple of Var per PEER_COLUMNS entry (empty: none)
+    # A second figure shown beside each value: (C++ counter, the Go figure's
+    # last name part, label), e.g. the tasks that did full work.
+    extra: tuple | None = None
 
 
 PEER_ROWS = (
@@ -188,7 +191,8 @@ PEER_ROWS = (
         (Var("cancel/taskflow_graph", "graph"),
          Var("cancel/taskflow_task_group", "TaskGroup")),
         (Var("cancel/stdexec_async_scope", "async_scope"),),
-        (Go("cancel.unlimited.fail-to-wait"),))),
+        (Go("cancel.unlimited.fail-to-wait"),)),
+        extra=("full_work", "full-work", "full work")),
     PeerRow("semaphore acquire+release, uncontended", "ns", "ns_per_op", (
         (Var("sem/uncontended_acquire/errgroup", "weighted"),),
         (Var("sem/uncontended_acquire/counting_semaphore",
@@ -703,20 +707,37 @@ def peer_value(res, go_figs, procs, row, var):
     return res.median(var.name, row.counter)
 
 
+def peer_extra(res, go_figs, procs, row, var):
+    """Row.extra of one variant, as ", <value> <label>", or ""."""
+    if row.extra is None:
+        return ""
+    counter, go_part, label = row.extra
+    if var.go:
+        v = go_figs.get(f"P{procs}/{var.name.rsplit('.', 1)[0]}.{go_part}")
+    else:
+        v = res.median(var.name, counter) if res else None
+    return f", {v:,.0f} {label}" if v is not None else ""
+
+
+def peer_text(res, go_figs, procs, row, var, label=""):
+    """One variant's figure for a table cell: "value (label; extra)"."""
+    if not var.go and res is not None and var.name in res.errors:
+        return "error" + (f" ({label})" if label else "")
+    v = peer_value(res, go_figs, procs, row, var)
+    text = fmt(v) + ("×" if row.counter == "speedup" and v is not None else "")
+    notes = [label] if label else []
+    if v is not None and row.extra is not None:
+        extra = peer_extra(res, go_figs, procs, row, var)
+        if extra:
+            notes.append(extra[2:])
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def peer_cell(res, go_figs, procs, row, variants):
     if not variants:
         return "n/a"
-    parts = []
-    for var in variants:
-        if not var.go and var.name in res.errors:
-            parts.append(f"error ({var.label or var.name})")
-            continue
-        v = peer_value(res, go_figs, procs, row, var)
-        text = fmt(v)
-        if row.counter == "speedup" and v is not None:
-            text += "×"
-        parts.append(f"{text} ({var.label})" if var.label else text)
-    return "; ".join(parts)
+    return "; ".join(peer_text(res, go_figs, procs, row, var, var.label)
+                     for var in variants)
 
 
 def read_go(path):
@@ -787,16 +808,8 @@ def peers_report(raw_dir):
         for row in PEER_ROWS:
             for col, variants in zip(PEER_COLUMNS, row.cells):
                 for var in variants:
-                    vals = []
-                    for n in counts:
-                        r = runs.get(n)
-                        if var.go:
-                            v = peer_value(None, go_figs, n, row, var)
-                        elif r is None:
-                            v = None
-                        else:
-                            v = peer_value(r, go_figs, n, row, var)
-                        vals.append(fmt(v))
+                    vals = [peer_text(runs.get(n), go_figs, n, row, var)
+                            if var.go or n in runs else "—" for n in counts]
                     md.append(f"| {row.figure} | {row.unit} | {col} | "
                               f"{var.label or var.name} | " + " | ".join(vals) + " |")
         md.append("")

@@ -792,8 +792,10 @@ def peers_report(raw_dir):
     note = res.foreign_note("")
     if note:
         md.append(note)
-    if len(runs) > 1 or any(k.startswith("P") for k in go_figs):
-        counts = sorted(set(runs) | {int(k[1:k.index("/")]) for k in go_figs})
+    if not go_figs:
+        md.append("Go: not run in this session (no go.txt figures).\n")
+    counts = sorted(set(runs) | {int(k[1:k.index("/")]) for k in go_figs})
+    if len(counts) > 1:
         md += [
             "### Scaling: each figure at " +
             ", ".join(str(n) for n in counts) + " threads\n",

@@ -18,7 +18,8 @@
 #                   OS-thread figures get N CPUs, as Go under GOMAXPROCS=N);
 #                   Go runs with PROCS=LIST
 #   --reps N        repetitions per figure, interleaved (default 7); Go: -runs N
-#   --out DIR       where <date>-peers.txt / .md go (default: bench/results)
+#   --out DIR       where <date>-peers.txt / .md go (default: bench/results;
+#                   --quick: BUILD_DIR/peers-quick)
 #   --no-build      use the binaries already in BUILD_DIR
 #   --no-guard      no CPU guard (here and in Go's run)
 #   --no-go         skip Go (also skipped, with a note, when go is missing)
@@ -40,7 +41,7 @@ peers=
 build_dir=build/bench-peers
 threads=$(nproc)
 reps=7
-out=$bench/results
+out=
 do_build=1
 guard=1
 with_go=1
@@ -65,6 +66,9 @@ if [[ -z $peers || ! -d $peers ]]; then
   exit 2
 fi
 peers="$(cd "$peers" && pwd)"
+if [[ -z $out ]]; then
+  if ((quick)); then out=$build_dir/peers-quick; else out=$bench/results; fi
+fi
 go_dir=${GO_PEER_DIR:-$peers/../go}
 IFS=', ' read -ra thread_list <<<"$threads"
 cpus=$(nproc)

@@ -12,6 +12,13 @@
 //                              task calls cancel(), the others poll
 //                              is_current_task_group_canceling()
 //
+// With -DERRGROUP_BENCH_PEERS (bench/peers/peers.hpp), no limit:
+//   cancel/taskflow_task_group  tf::TaskGroup on a worker; the failing task
+//                               throws, the others poll rt.is_cancelled()
+//   cancel/taskflow_graph       the same on a graph of 10,000 tasks
+//   cancel/stdexec_async_scope  upon_error records the error and calls
+//                               request_stop(); bodies poll the stop token
+//
 // Counters (per run; run.sh takes medians):
 //   wait_ms          first go() -> wait() returns
 //   fail_to_wait_us  the failing task returns -> wait() returns
@@ -20,7 +27,6 @@
 //   none_work        tasks that ran but saw the cancellation before unit 1
 //   skipped          tasks never invoked (errgroup skips queued work; Go
 //                    cannot, golang/go#61611)
-#include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
 #include <atomic>
@@ -29,6 +35,7 @@
 #include <stdexcept>
 
 #include "common.hpp"
+#include "peers/peers.hpp"
 #include "work.hpp"
 
 namespace {
@@ -41,11 +48,7 @@ const errgroup::error& fail_error() {
   return e;
 }
 
-struct result {
-  double wait_s = 0, latency_s = 0;
-  std::int64_t full = 0, partial = 0, none = 0, skipped = 0;
-  bool err_ok = true;
-};
+using result = bench::cancel_result;
 
 result first_error_cancel(int ntasks, int units, int unit_iters, int fail_idx,
                           int limit) {
@@ -135,20 +138,16 @@ result tbb_cancel(int ntasks, int units, int unit_iters, int fail_idx) {
   return r;
 }
 
-void cancel_bench(benchmark::State& st, int limit, bool fail,
-                  bool raw_tbb = false) {
+// run(ntasks, units, unit_iters, fail_idx) is one run of the workload.
+template <class Run>
+void cancel_bench(benchmark::State& st, bool fail, Run run) {
   const int ntasks = static_cast<int>(bench::scaled(10'000, 1'000));
   const int units = static_cast<int>(bench::scaled(100, 10));
   result sum;
   double foreign = 0;
   for (auto _ : st) {
     const result r = bench::guarded(
-        [&] {
-          return raw_tbb
-                     ? tbb_cancel(ntasks, units, g_unit_iters, fail ? 100 : -1)
-                     : first_error_cancel(ntasks, units, g_unit_iters,
-                                          fail ? 100 : -1, limit);
-        },
+        [&] { return run(ntasks, units, g_unit_iters, fail ? 100 : -1); },
         foreign);
     if (!r.err_ok) st.SkipWithError("wait() returned the wrong error");
     st.SetIterationTime(r.wait_s);
@@ -173,27 +172,40 @@ void cancel_bench(benchmark::State& st, int limit, bool fail,
 
 int setup() {
   g_unit_iters = bench::calibrate_spin();
-  const int p = tbb::this_task_arena::max_concurrency();
+  const int p = bench::concurrency();
   std::cerr << "# cancel: tasks=" << bench::scaled(10'000, 1'000)
             << " units/task=" << bench::scaled(100, 10)
             << " unit=~1us (spin iters=" << g_unit_iters
             << ") fail-index=100 P=" << p << "\n";
   benchmark::AddCustomContext("spin_iters", std::to_string(g_unit_iters));
   benchmark::AddCustomContext("cancel_P", std::to_string(p));
-  auto reg = [](const char* name, int limit, bool fail) {
+  // reg(name, fail, run): run(ntasks, units, unit_iters, fail_idx).
+  auto reg = [](const char* name, bool fail, auto run) {
     benchmark::RegisterBenchmark(
-        name, [=](benchmark::State& st) { cancel_bench(st, limit, fail); })
+        name, [=](benchmark::State& st) { cancel_bench(st, fail, run); })
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
   };
-  reg("cancel/unlimited", -1, true);
-  reg("cancel/limitP", p, true);
-  reg("cancel/nofail_unlimited", -1, false);
-  benchmark::RegisterBenchmark(
-      "cancel/tbb_task_group",
-      [](benchmark::State& st) { cancel_bench(st, -1, true, true); })
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond);
+  auto group = [](int limit) {
+    return [limit](int ntasks, int units, int unit_iters, int fail_idx) {
+      return first_error_cancel(ntasks, units, unit_iters, fail_idx, limit);
+    };
+  };
+  reg("cancel/unlimited", true, group(-1));
+  reg("cancel/limitP", true, group(p));
+  reg("cancel/nofail_unlimited", false, group(-1));
+  reg("cancel/tbb_task_group", true, tbb_cancel);
+#ifdef ERRGROUP_BENCH_TASKFLOW
+  bench::taskflow_peer::start(p);
+  reg("cancel/taskflow_task_group", true,
+      bench::taskflow_peer::cancel_task_group);
+  reg("cancel/taskflow_graph", true, bench::taskflow_peer::cancel_graph);
+#endif
+#ifdef ERRGROUP_BENCH_STDEXEC
+  bench::stdexec_peer::start(p);
+  reg("cancel/stdexec_async_scope", true,
+      bench::stdexec_peer::cancel_async_scope);
+#endif
   return 0;
 }
 

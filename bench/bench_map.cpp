@@ -15,9 +15,15 @@
 //                              (auto) partitioner
 //   map/tbb_parallel_for_4096  tbb::parallel_for, grain 4096,
 //                              simple_partitioner (same 256 chunks)
+//
+// With -DERRGROUP_BENCH_PEERS (bench/peers/peers.hpp):
+//   map/taskflow_for_each_index    tf::Taskflow::for_each_index, one index
+//                                  per call (guided partitioner)
+//   map/taskflow_task_group_4096   256 chunks on a tf::TaskGroup
+//   map/stdexec_bulk_chunked       bulk_chunked(par, n) on the pool
+//   map/stdexec_async_scope_4096   256 chunks spawned on an async_scope
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
-#include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
 #include <charconv>
@@ -26,6 +32,7 @@
 #include <iostream>
 
 #include "common.hpp"
+#include "peers/peers.hpp"
 #include "work.hpp"
 
 #if __has_include(<errgroup/parallel_map.hpp>)
@@ -153,7 +160,7 @@ int setup() {
   benchmark::AddCustomContext("map_checksum_vs_go", status);
   if (status == "MISMATCH") return 1;
 
-  const int p = tbb::this_task_arena::max_concurrency();
+  const int p = bench::concurrency();
   benchmark::AddCustomContext("map_P", std::to_string(p));
   auto reg = [](const std::string& name, auto fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)
@@ -181,6 +188,28 @@ int setup() {
       [](benchmark::State& st) { map_bench(st, tbb_pf); });
   reg("map/tbb_parallel_for_4096",
       [](benchmark::State& st) { map_bench(st, tbb_pf_4096); });
+  // A peer variant: run(in, out, n) fills out.
+  [[maybe_unused]] auto reg_peer = [&](const char* name, auto run) {
+    reg(name, [run](benchmark::State& st) {
+      map_bench(st, [run](const double* in, double* out, std::size_t m) {
+        run(in, out, m);
+        return true;
+      });
+    });
+  };
+#ifdef ERRGROUP_BENCH_TASKFLOW
+  bench::taskflow_peer::start(p);
+  reg_peer("map/taskflow_for_each_index",
+           bench::taskflow_peer::map_for_each_index);
+  reg_peer("map/taskflow_task_group_4096",
+           bench::taskflow_peer::map_task_group_4096);
+#endif
+#ifdef ERRGROUP_BENCH_STDEXEC
+  bench::stdexec_peer::start(p);
+  reg_peer("map/stdexec_bulk_chunked", bench::stdexec_peer::map_bulk_chunked);
+  reg_peer("map/stdexec_async_scope_4096",
+           bench::stdexec_peer::map_async_scope_4096);
+#endif
   return 0;
 }
 

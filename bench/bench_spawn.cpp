@@ -7,7 +7,7 @@
 //   spawn/group_limit2       plain group, set_limit(2) (the caller waits in go)
 //   spawn/group_limit64      plain group, set_limit(64)
 //   spawn/tbb_task_group     raw tbb::task_group: run() x N, wait()
-//   spawn/thread_batch       std::thread per batch: hardware_concurrency
+//   spawn/thread_batch       std::thread per batch: bench::concurrency()
 //                            threads, each calls its slice of the N task
 //                            bodies (no per-task object: the floor)
 //
@@ -19,12 +19,26 @@
 //   spawn/go_result          go_result() x N into a reserved vector of
 //                            handles, then get() of each
 //   spawn/collector          collector::go() x N, then values()
+//
+// With -DERRGROUP_BENCH_PEERS (bench/peers/peers.hpp), the same N on:
+//   spawn/taskflow_silent_async    executor.silent_async x N, wait_for_all()
+//   spawn/taskflow_graph           build a tf::Taskflow of N tasks, run, wait
+//   spawn/taskflow_task_group      tf::TaskGroup on a worker, corun()
+//   spawn/taskflow_limit2          graph of N tasks on one tf::Semaphore(2)
+//   spawn/stdexec_async_scope      exec::async_scope, sync_wait(on_empty())
+//   spawn/stdexec_counting_scope   stdexec::counting_scope, sync_wait(join())
+//   spawn/stdexec_limit2           async_scope + std::counting_semaphore(2)
+//                                  acquired by the spawner (by hand)
+// Each runs once untimed at setup with counting tasks: the count must be N.
 #include <oneapi/tbb/task_group.h>
 
+#include <atomic>
 #include <errgroup/errgroup.hpp>
+#include <iostream>
 #include <thread>
 
 #include "common.hpp"
+#include "peers/peers.hpp"
 #include "work.hpp"
 
 namespace {
@@ -78,7 +92,7 @@ void tbb_task_group(benchmark::State& st) {
 
 void thread_batch(benchmark::State& st) {
   spawn_bench(st, [](std::int64_t n) {
-    const std::int64_t t = std::max(1u, std::thread::hardware_concurrency());
+    const std::int64_t t = bench::concurrency();
     std::vector<std::thread> threads;
     threads.reserve(static_cast<std::size_t>(t));
     for (std::int64_t k = 0; k < t; ++k)
@@ -142,6 +156,31 @@ void collector(benchmark::State& st) {
   });
 }
 
+// A peer variant: spawn(n, fn) runs n tasks of fn and returns when all ran.
+template <class Spawn>
+void peer(benchmark::State& st, Spawn spawn) {
+  spawn_bench(st, [spawn](std::int64_t n) {
+    spawn(n, bench::nop);
+    return true;
+  });
+}
+
+std::atomic<std::int64_t> g_count{0};
+[[maybe_unused]] void count_task() noexcept {
+  g_count.fetch_add(1, std::memory_order_relaxed);
+}
+
+// The untimed check of a peer variant: every one of n tasks ran.
+template <class Spawn>
+bool counts(const char* name, Spawn spawn) {
+  const std::int64_t n = n_tasks();
+  g_count = 0;
+  spawn(n, count_task);
+  if (g_count.load() == n) return true;
+  std::cerr << name << ": " << g_count.load() << " of " << n << " tasks ran\n";
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,6 +188,12 @@ int main(int argc, char** argv) {
     auto reg = [](const char* name, auto fn) {
       benchmark::RegisterBenchmark(name, fn)->UseManualTime()->Unit(
           benchmark::kMillisecond);
+    };
+    // The peers: reg_peer(name, spawn) checks, then registers.
+    bool ok = true;
+    [[maybe_unused]] auto reg_peer = [&](const char* name, auto spawn) {
+      ok = counts(name, spawn) && ok;
+      reg(name, [spawn](benchmark::State& st) { peer(st, spawn); });
     };
     reg("spawn/group_plain", group_plain);
     reg("spawn/group_context", group_context);
@@ -160,6 +205,25 @@ int main(int argc, char** argv) {
     reg("spawn/results_by_hand", results_by_hand);
     reg("spawn/go_result", go_result);
     reg("spawn/collector", collector);
-    return 0;
+#ifdef ERRGROUP_BENCH_TASKFLOW
+    namespace tfp = bench::taskflow_peer;
+    tfp::start(bench::concurrency());
+    reg_peer("spawn/taskflow_silent_async", tfp::spawn_silent_async);
+    reg_peer("spawn/taskflow_graph", tfp::spawn_graph);
+    reg_peer("spawn/taskflow_task_group", tfp::spawn_task_group);
+    reg_peer("spawn/taskflow_limit2", [](std::int64_t n, bench::task_fn fn) {
+      tfp::spawn_semaphore(n, 2, fn);
+    });
+#endif
+#ifdef ERRGROUP_BENCH_STDEXEC
+    namespace sxp = bench::stdexec_peer;
+    sxp::start(bench::concurrency());
+    reg_peer("spawn/stdexec_async_scope", sxp::spawn_async_scope);
+    reg_peer("spawn/stdexec_counting_scope", sxp::spawn_counting_scope);
+    reg_peer("spawn/stdexec_limit2", [](std::int64_t n, bench::task_fn fn) {
+      sxp::spawn_limited(n, 2, fn);
+    });
+#endif
+    return ok ? 0 : 1;
   });
 }

@@ -1,10 +1,14 @@
 // bench/common.hpp: what every bench_* binary shares.
 //
 // Each binary is a Google Benchmark program with its own main():
-//   bench_x [--quick | --full] [Google Benchmark flags...]
+//   bench_x [--quick | --full] [--threads=N] [Google Benchmark flags...]
 // --quick shrinks the workloads (about 1/100) and defaults to one iteration
-// of one repetition: a smoke run for CI. Debug and sanitizer builds use the
-// quick sizes unless --full is given. Google Benchmark 1.7.1 only takes
+// of one repetition: a smoke run for CI. --threads=N runs every variant on N
+// threads: oneTBB (so errgroup) under a global_control(max_allowed_parallelism,
+// N), the peers' pools (bench/peers/) of N threads, limit P = N; without it,
+// N = oneTBB's default concurrency (the CPUs this process may use). Debug and
+// sanitizer builds use the quick sizes unless --full is given. Google
+// Benchmark 1.7.1 only takes
 // --benchmark_min_time=<seconds> as a plain number; the newer "0.001s" form is
 // accepted too (the suffix is dropped).
 //
@@ -17,6 +21,8 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/info.h>
 
 #include <chrono>
 #include <cstdint>
@@ -24,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -64,6 +71,19 @@ inline bool& quick() {
   return q;
 }
 
+// threads_flag() is --threads=N, or 0 when not given.
+inline int& threads_flag() {
+  static int n = 0;
+  return n;
+}
+
+// concurrency(): the threads every variant runs on (P of the limitP
+// figures, the size of the peers' pools): --threads=N, else oneTBB's default
+// concurrency.
+inline int concurrency() {
+  return threads_flag() > 0 ? threads_flag() : tbb::info::default_concurrency();
+}
+
 // scaled(full, quick_value) picks the workload size.
 inline std::int64_t scaled(std::int64_t full, std::int64_t small) {
   return quick() ? small : full;
@@ -92,6 +112,15 @@ int main(int argc, char** argv, Setup setup) {
       full = true;
       continue;
     }
+    constexpr std::string_view th = "--threads=";
+    if (a.rfind(th, 0) == 0) {
+      threads_flag() = std::atoi(a.c_str() + th.size());
+      if (threads_flag() < 1) {
+        std::fprintf(stderr, "%s: --threads=N needs N >= 1\n", argv[0]);
+        return 2;
+      }
+      continue;
+    }
     constexpr std::string_view mt = "--benchmark_min_time=";
     if (a.rfind(mt, 0) == 0) {
       has_min_time = true;
@@ -116,6 +145,11 @@ int main(int argc, char** argv, Setup setup) {
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, cargs.data());
   if (benchmark::ReportUnrecognizedArguments(n, cargs.data())) return 1;
+  std::optional<tbb::global_control> limit;
+  if (threads_flag() > 0)
+    limit.emplace(tbb::global_control::max_allowed_parallelism,
+                  static_cast<std::size_t>(threads_flag()));
+  benchmark::AddCustomContext("threads", std::to_string(concurrency()));
   if (int rc = setup(); rc != 0) return rc;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

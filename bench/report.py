@@ -3,6 +3,7 @@
 data + gnuplot script for plot.png. Called by bench/run.sh:
 
     report.py RAW_DIR OUT_DIR [GO_RESULTS_DIR]
+    report.py --peers RAW_DIR     (bench/run.sh --peers: prints the tables)
 
 RAW_DIR holds bench_*.json (Google Benchmark, with repetitions) and meta.txt
 (key=value lines written by run.sh). Every figure is the median over the
@@ -13,6 +14,11 @@ Each section of results.md has one table definition (the *_ROWS tuples
 below): a row is a benchmark, what the markdown says about it, its Go figure,
 and its label in plot.png (none: not plotted). The same rows make the
 markdown table and the section's plot_<name>.dat, which bench/plot.gp draws.
+
+--peers reads the raw directory of bench/run.sh --peers (meta.txt, t<N>/
+bench_*.json for each thread count N, go.txt) and prints markdown: the
+side-by-side table at the largest N (PEER_ROWS) and, when there are several
+thread counts, the scaling table of the same rows.
 """
 import glob
 import json
@@ -122,6 +128,89 @@ MEMORY_PEAK_RSS_ROWS = (
                "(inner limit 2, held until all wait)"),
     ("external", "from an external thread: 100,000 inner.go() (blocks at the "
                  "limit)"),
+)
+
+# Side by side (--peers): one row per figure; its cells are the variants of
+# each column. A C++ variant is a benchmark name, a Go one a figure of go.txt.
+PEER_COLUMNS = ("errgroup", "reference: raw oneTBB / std", "Taskflow",
+                "stdexec", "Go x/sync")
+
+
+@dataclass(frozen=True)
+class Var:
+    """A variant: C++ benchmark `name` (or Go figure, go=True), its label."""
+
+    name: str
+    label: str = ""
+    go: bool = False
+
+
+def Go(fig, label=""):
+    return Var(fig, label, go=True)
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    figure: str
+    unit: str
+    counter: str  # the C++ counter; "speedup": median map/seq ÷ median ms
+    cells: tuple  # one tuple of Var per PEER_COLUMNS entry (empty: none)
+    # A second figure shown beside each value: (C++ counter, the Go figure's
+    # last name part, label), e.g. the tasks that did full work.
+    extra: tuple | None = None
+
+
+PEER_ROWS = (
+    PeerRow("spawn+wait 1M empty tasks", "ns/task", "ns_per_task", (
+        (Var("spawn/group_plain"),),
+        (Var("spawn/tbb_task_group", "task_group"),),
+        (Var("spawn/taskflow_task_group", "TaskGroup"),
+         Var("spawn/taskflow_silent_async", "silent_async"),
+         Var("spawn/taskflow_graph", "graph")),
+        (Var("spawn/stdexec_async_scope", "async_scope"),
+         Var("spawn/stdexec_counting_scope", "counting_scope")),
+        (Go("spawn.group.plain"),
+         Go("spawn.waitgroup-baseline", "WaitGroup")))),
+    PeerRow("spawn+wait 1M, limit 2", "ns/task", "ns_per_task", (
+        (Var("spawn/group_limit2"),),
+        (),
+        (Var("spawn/taskflow_limit2", "graph+Semaphore"),),
+        (Var("spawn/stdexec_limit2", "by hand"),),
+        (Go("spawn.group.limit2"),))),
+    PeerRow("map 2^20, 4096/task", "speedup", "speedup", (
+        (Var("map/chunk4096_unlimited"),),
+        (Var("map/tbb_parallel_for", "parallel_for"),),
+        (Var("map/taskflow_task_group_4096", "TaskGroup"),
+         Var("map/taskflow_for_each_index", "for_each_index")),
+        (Var("map/stdexec_async_scope_4096", "async_scope"),
+         Var("map/stdexec_bulk_chunked", "bulk_chunked")),
+        (Go("map.chunk4096.unlimited.speedup"),))),
+    PeerRow("first error → wait returns, 10k tasks", "µs", "fail_to_wait_us", (
+        (Var("cancel/unlimited", "unlimited"),),
+        (Var("cancel/tbb_task_group", "task_group"),),
+        (Var("cancel/taskflow_graph", "graph"),
+         Var("cancel/taskflow_task_group", "TaskGroup")),
+        (Var("cancel/stdexec_async_scope", "async_scope"),),
+        (Go("cancel.unlimited.fail-to-wait"),)),
+        extra=("full_work", "full-work", "full work")),
+    PeerRow("semaphore acquire+release, uncontended", "ns", "ns_per_op", (
+        (Var("sem/uncontended_acquire/errgroup", "weighted"),),
+        (Var("sem/uncontended_acquire/counting_semaphore",
+             "counting_semaphore"),),
+        (), (),
+        (Go("sem.uncontended.acquire-release"),))),
+    PeerRow("semaphore size 1, 8 OS threads", "ns/op", "ns_per_op", (
+        (Var("sem/contended_size1_g8/errgroup", "weighted"),),
+        (Var("sem/contended_size1_g8/counting_semaphore",
+             "counting_semaphore"),),
+        (), (),
+        (Go("sem.contended.size1.g8", "8 goroutines"),))),
+    PeerRow("weighted mix size 100, 32 OS threads, yield while held", "ns/op",
+            "ns_per_op", (
+                (Var("sem/saturated_g32/errgroup", "weighted"),),
+                (), (), (),
+                (Go("sem.weighted-mix-saturated.size100.g32",
+                    "32 goroutines"),))),
 )
 
 # ---- formatting ----------------------------------------------------------------
@@ -609,7 +698,130 @@ def write_plot(out_dir, res, sections):
         f.write("".join(line + "\n" for line in lines))
 
 
+def peer_value(res, go_figs, procs, row, var):
+    """The figure of one variant at one thread count, or None."""
+    if var.go:
+        return go_figs.get(f"P{procs}/{var.name}")
+    if row.counter == "speedup":
+        return ratio(res.median("map/seq", "ms"), res.median(var.name, "ms"))
+    return res.median(var.name, row.counter)
+
+
+def peer_extra(res, go_figs, procs, row, var):
+    """Row.extra of one variant, as ", <value> <label>", or ""."""
+    if row.extra is None:
+        return ""
+    counter, go_part, label = row.extra
+    if var.go:
+        v = go_figs.get(f"P{procs}/{var.name.rsplit('.', 1)[0]}.{go_part}")
+    else:
+        v = res.median(var.name, counter) if res else None
+    return f", {v:,.0f} {label}" if v is not None else ""
+
+
+def peer_text(res, go_figs, procs, row, var, label=""):
+    """One variant's figure for a table cell: "value (label; extra)"."""
+    if not var.go and res is not None and var.name in res.errors:
+        return "error" + (f" ({label})" if label else "")
+    v = peer_value(res, go_figs, procs, row, var)
+    text = fmt(v) + ("×" if row.counter == "speedup" and v is not None else "")
+    notes = [label] if label else []
+    if v is not None and row.extra is not None:
+        extra = peer_extra(res, go_figs, procs, row, var)
+        if extra:
+            notes.append(extra[2:])
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def peer_cell(res, go_figs, procs, row, variants):
+    if not variants:
+        return "n/a"
+    return "; ".join(peer_text(res, go_figs, procs, row, var, var.label)
+                     for var in variants)
+
+
+def read_go(path):
+    """P<N>/<figure> -> value from Go's run.sh output."""
+    figs = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"^(P\d+/\S+)\s+([0-9.]+)\s+(\S+)", line)
+                if m:
+                    figs[m.group(1)] = float(m.group(2))
+    return figs
+
+
+def peers_report(raw_dir):
+    """The markdown of bench/run.sh --peers: the side-by-side table at the
+    largest thread count, then the scaling table over all of them."""
+    meta = Results(raw_dir).meta  # only meta.txt
+    runs = {}
+    for d in sorted(glob.glob(os.path.join(raw_dir, "t*"))):
+        m = re.match(r"t(\d+)$", os.path.basename(d))
+        if m:
+            runs[int(m.group(1))] = Results(d)
+    go_figs = read_go(os.path.join(raw_dir, "go.txt"))
+    if not runs:
+        sys.exit(f"report.py --peers: no t<N>/bench_*.json in {raw_dir}")
+    top = max(runs)
+    res = runs[top]
+    md = [
+        f"### errgroup and its peers side by side ({top} threads)\n",
+        f"Command: `{meta.get('command', 'bench/run.sh --peers DIR')}`; "
+        f"{meta.get('date', '?')}, git {meta.get('git', '?')}; "
+        f"{meta.get('machine', '?')}; {meta.get('compiler', '?')}; "
+        f"{meta.get('tbb', '?')}; peers: {meta.get('peers', '?')}; Go: "
+        f"{meta.get('go', '?')}; load average "
+        f"{meta.get('load_start', '?')} → {meta.get('load_end', '?')}; "
+        f"{meta.get('mode', '')}.\n",
+        f"Every C++ column comes from one process per workload (`bench_spawn`, "
+        f"`bench_map`, `bench_cancel`, `bench_semaphore`, all with "
+        f"`--threads={top}`), the variants' {meta.get('reps', '?')} repetitions "
+        "interleaved in random order; each cell is the median. Go's column "
+        f"is `shared/peers/go/run.sh` (GOMAXPROCS={top}, median of "
+        f"{meta.get('reps', '?')} runs) in the same session. Where a column "
+        "has several variants the first is the one compared; map speedup = "
+        "median sequential ÷ median variant in the same process.\n",
+        "| figure | unit | " + " | ".join(PEER_COLUMNS) + " |",
+        "|---|---|" + "---:|" * len(PEER_COLUMNS)]
+    for row in PEER_ROWS:
+        cells = [peer_cell(res, go_figs, top, row, c) for c in row.cells]
+        md.append(f"| {row.figure} | {row.unit} | " + " | ".join(cells) + " |")
+    md.append("")
+    note = res.foreign_note("")
+    if note:
+        md.append(note)
+    if not go_figs:
+        md.append("Go: not run in this session (no go.txt figures).\n")
+    counts = sorted(set(runs) | {int(k[1:k.index("/")]) for k in go_figs})
+    if len(counts) > 1:
+        md += [
+            "### Scaling: each figure at " +
+            ", ".join(str(n) for n in counts) + " threads\n",
+            "C++: `--threads=N` (oneTBB under `global_control(max_allowed_"
+            "parallelism, N)`, `tf::Executor(N)`, `static_thread_pool(N)`, "
+            "limit P = N), pinned with `taskset` to CPUs 0..N-1 when N is "
+            "below the machine's CPUs; Go: GOMAXPROCS=N. Any N: "
+            "`bench/run.sh --peers DIR --threads 1,2,4`.\n",
+            "| figure | unit | column | variant | " +
+            " | ".join(f"{n} thr" for n in counts) + " |",
+            "|---|---|---|---|" + "---:|" * len(counts)]
+        for row in PEER_ROWS:
+            for col, variants in zip(PEER_COLUMNS, row.cells):
+                for var in variants:
+                    vals = [peer_text(runs.get(n), go_figs, n, row, var)
+                            if var.go or n in runs else "—" for n in counts]
+                    md.append(f"| {row.figure} | {row.unit} | {col} | "
+                              f"{var.label or var.name} | " + " | ".join(vals) + " |")
+        md.append("")
+    return "\n".join(md)
+
+
 def main(argv):
+    if len(argv) == 3 and argv[1] == "--peers":
+        print(peers_report(argv[2]))
+        return
     if len(argv) < 3:
         sys.exit(f"usage: {argv[0]} RAW_DIR OUT_DIR [GO_RESULTS_DIR]")
     raw_dir, out_dir = argv[1], argv[2]

@@ -14,6 +14,8 @@
 #   --no-guard      do not wait for / retry against other processes' CPU use
 #   --quick         smoke run: tiny workloads, 1 repetition
 #   --report-only   only regenerate results.md and plot.png from OUT/raw
+#   --peers DIR     errgroup, raw oneTBB, Taskflow, stdexec and Go side by
+#                   side (bench/peers/run.sh; its options: --peers --help)
 #
 # Environment: GO_PEER_RESULTS (default: ../shared/peers/go/results next to
 # the repository, else /work/shared/peers/go/results) for Go's figures;
@@ -22,6 +24,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+for a in "$@"; do
+  if [[ $a == --peers ]]; then exec "$here/peers/run.sh" "$@"; fi
+done
 root="$(cd "$here/.." && pwd)"
 cd "$root"
 
@@ -42,7 +47,7 @@ while (($#)); do
     --no-guard) guard=0; shift ;;
     --quick) quick=1; shift ;;
     --report-only) report_only=1; do_build=0; shift ;;
-    -h | --help) sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) build_dir=$1; shift ;;
   esac

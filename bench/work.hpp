@@ -30,4 +30,12 @@ void spin(int n) noexcept;
 // Iterations of spin() that take ~1 us: best of 7 probes of 2,000,000.
 int calibrate_spin();
 
+// One run of workload 3, as bench_cancel reports it.
+struct cancel_result {
+  double wait_s = 0;     // first spawn -> the wait returns
+  double latency_s = 0;  // the failing task returns -> the wait returns
+  std::int64_t full = 0, partial = 0, none = 0, skipped = 0;  // tasks
+  bool err_ok = true;  // the wait saw the failure (or none, when none failed)
+};
+
 }  // namespace bench

@@ -10,7 +10,8 @@
 //                                    odd ones weight 10; 1M pairs in total
 //   sem/saturated_g32/<impl>         size 100; 32 threads (16 x 1, 16 x 10),
 //                                    500k pairs, yield while holding
-// <impl>: errgroup (errgroup::weighted), counting_semaphore
+// <impl>: errgroup (errgroup::weighted, FIFO), errgroup_barging (its opt-in
+// order::barging), counting_semaphore
 // (std::counting_semaphore, single units only), mutex_cv (a mutex +
 // condition_variable reference, not FIFO), atomic_floor (uncontended only:
 // one CAS to take and one to give back, the floor on this machine). Unit: ns
@@ -27,10 +28,11 @@
 
 namespace {
 
+template <errgroup::weighted::order O>
 struct errgroup_impl {
   errgroup::weighted sem;
   errgroup::context bg;
-  explicit errgroup_impl(std::int64_t n) : sem(n) {}
+  explicit errgroup_impl(std::int64_t n) : sem(n, O) {}
   void acquire(std::int64_t n) {
     if (sem.acquire(bg, n)) std::abort();
   }
@@ -184,7 +186,9 @@ void reg_all(const std::string& impl, bool multi_unit,
 }
 
 int setup() {
-  reg_all<errgroup_impl>("errgroup", true);
+  reg_all<errgroup_impl<errgroup::weighted::order::fifo>>("errgroup", true);
+  reg_all<errgroup_impl<errgroup::weighted::order::barging>>("errgroup_barging",
+                                                             true);
   reg_all<counting_impl>("counting_semaphore", false);
   reg_all<mutex_cv_impl>("mutex_cv", true);
   reg_all<atomic_floor_impl>("atomic_floor", true, false);

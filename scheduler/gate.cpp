@@ -60,6 +60,14 @@ bool spin(Done done, int pauses, int yields) noexcept {
   return done();
 }
 
+std::int64_t ticks() noexcept {
+  return std::chrono::steady_clock::now().time_since_epoch().count();
+}
+const std::int64_t starve_ticks =
+    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        gate::starve_after)
+        .count();
+
 bool tbb_thread() noexcept {
   return tbb::this_task_arena::current_thread_index() >= 0;
 }
@@ -104,6 +112,11 @@ void blocking_waiter::block() noexcept {
   while (!woken()) woken_.wait(false, std::memory_order_acquire);
 }
 
+void blocking_waiter::rearm() noexcept {
+  handshake_.store(0, std::memory_order_relaxed);
+  woken_.store(false, std::memory_order_relaxed);
+}
+
 void blocking_waiter::wake() noexcept {
 #if __TBB_RESUMABLE_TASKS
   if (suspend_) {
@@ -117,27 +130,59 @@ void blocking_waiter::wake() noexcept {
 }
 
 void gate::unlink_locked(waiter& w) noexcept {
+  // A barging gate bounds how long a waiter stays at the head.
+  if (barging_ && head_ == &w && w.next_ != nullptr) w.next_->since_ = ticks();
   (w.prev_ ? w.prev_->next_ : head_) = w.next_;
   (w.next_ ? w.next_->prev_ : tail_) = w.prev_;
   w.next_ = w.prev_ = nullptr;
   w.linked_ = false;
 }
 
-waiter* gate::grant_locked() noexcept {
+waiter* gate::admit_locked() noexcept {
   waiter* first = nullptr;
   waiter* last = nullptr;
-  while (waiter* w = head_) {
-    std::int64_t used = state_.load(std::memory_order_relaxed) & ~waiters_bit;
-    if (size() - used < w->n_) break;
-    state_.fetch_add(w->n_, std::memory_order_relaxed);
-    unlink_locked(*w);
-    w->state_.store(waiter::granted, std::memory_order_release);
+  const auto append = [&](waiter* w) {
     (last ? last->next_ : first) = w;
     last = w;
+  };
+  const bool starving = starving_.load(std::memory_order_relaxed);
+  while (waiter* w = head_) {
+    if (!fits_locked(w->n_)) {
+      // Bargers keep taking what it needs: past the bound, no more.
+      if (barging_ && !starving && ticks() - w->since_ >= starve_ticks)
+        starving_.store(true, std::memory_order_relaxed);
+      break;
+    }
+    if (barging_ && !starving && w->retries_) {
+      // Let it try for itself (a running thread may take the units first),
+      // one at a time: it goes on with the queue when it retakes.
+      if (nudging_) break;
+      nudging_ = true;
+      unlink_locked(*w);
+      w->state_.store(waiter::nudged, std::memory_order_release);
+      append(w);
+      break;
+    }
+    unlink_locked(*w);
+    state_.fetch_add(w->n_, std::memory_order_relaxed);
+    // The head that starved is served: barging again.
+    if (starving) starving_.store(false, std::memory_order_relaxed);
+    w->state_.store(waiter::granted, std::memory_order_release);
+    append(w);
   }
-  if (head_ == nullptr)
+  if (head_ == nullptr) {
     state_.fetch_and(~waiters_bit, std::memory_order_release);
+    starving_.store(false, std::memory_order_relaxed);
+  }
   return first;
+}
+
+void gate::relink_head_locked(waiter& w) noexcept {
+  w.prev_ = nullptr;
+  w.next_ = head_;
+  w.linked_ = true;
+  (head_ ? head_->prev_ : tail_) = &w;
+  head_ = &w;
 }
 
 void gate::wake_all(waiter* list) noexcept {
@@ -172,12 +217,14 @@ bool gate::take_or_enqueue(waiter& w) {
   // can slip between our check and our enqueue.
   std::int64_t used =
       state_.fetch_or(waiters_bit, std::memory_order_acq_rel) & ~waiters_bit;
-  if (head_ == nullptr && used + w.n_ <= size()) {
+  if ((head_ == nullptr || may_barge()) && used + w.n_ <= size()) {
     state_.fetch_add(w.n_, std::memory_order_relaxed);
-    state_.fetch_and(~waiters_bit, std::memory_order_release);
+    if (head_ == nullptr)
+      state_.fetch_and(~waiters_bit, std::memory_order_release);
     w.state_.store(waiter::granted, std::memory_order_relaxed);
     return true;
   }
+  if (barging_ && head_ == nullptr) w.since_ = ticks();  // the head now
   w.prev_ = tail_;
   w.next_ = nullptr;
   w.linked_ = true;
@@ -196,7 +243,7 @@ bool gate::cancel(waiter& w) noexcept {
     w.state_.store(waiter::cancelled, std::memory_order_release);
     // golang/go#37852: the waiters behind a head that gives up may fit now.
     if (was_head)
-      granted = grant_locked();
+      granted = admit_locked();
     else if (head_ == nullptr)
       state_.fetch_and(~waiters_bit, std::memory_order_release);
   }
@@ -230,21 +277,56 @@ void gate::release_slow(std::int64_t n) {
         throw std::logic_error("semaphore: released more than held");
     } while (!state_.compare_exchange_weak(s, s - n, std::memory_order_release,
                                            std::memory_order_relaxed));
-    granted = grant_locked();
+    granted = admit_locked();
   }
   wake_all(granted);
+}
+
+bool gate::retake(waiter& w) noexcept {
+  waiter* granted = nullptr;
+  bool took = false;
+  {
+    std::lock_guard lock(mu_);
+    nudging_ = false;
+    // The bit first, as in take_or_enqueue: a release from now on locks.
+    const std::int64_t used =
+        state_.fetch_or(waiters_bit, std::memory_order_acq_rel) & ~waiters_bit;
+    if (used + w.n_ <= size()) {
+      state_.fetch_add(w.n_, std::memory_order_relaxed);
+      w.state_.store(waiter::granted, std::memory_order_relaxed);
+      took = true;
+      granted = admit_locked();  // units may be left for the next ones
+    } else {
+      // Somebody barged. Back to the head; past starve_after, no more.
+      if (ticks() - w.since_ >= starve_ticks)
+        starving_.store(true, std::memory_order_relaxed);
+      w.state_.store(waiter::waiting, std::memory_order_relaxed);
+      relink_head_locked(w);
+    }
+  }
+  wake_all(granted);
+  return took;
 }
 
 error gate::acquire(const context& ctx, std::int64_t n) {
   if (ctx.cancelled()) return ctx.err();
   if (try_acquire(n)) return {};
   blocking_waiter w(n, choose_wait(/*may_queue=*/false, /*may_help=*/false));
+  w.set_retries(barging_);
   if (take_or_enqueue(w)) return {};
   {
     std::stop_callback cb(ctx.stop_token(), [&]() noexcept {
       if (cancel(w)) w.wake();
     });
-    w.block();
+    for (;;) {
+      w.block();
+      if (w.outcome() != waiter::nudged) break;
+      w.rearm();
+      if (retake(w)) break;
+      // Queued again. A cancellation while we were out of the queue removed
+      // nothing: remove us now (false: somebody decided first, and wakes us).
+      if (ctx.cancelled() && cancel(w)) break;
+    }
   }
   if (w.outcome() == waiter::granted) {
     if (!ctx.cancelled()) return {};

@@ -576,53 +576,56 @@ TEST_SUITE("weighted") {
     const std::uint64_t s0 = seed();
     CAPTURE(s0);
     for (int threads : {2, 4, 8}) {
-      for (std::int64_t size : {1, 10, 100}) {
-        CAPTURE(threads);
-        CAPTURE(size);
-        weighted sem{size};
-        usage use;
-        std::atomic<int> unexpected{0};
-        std::atomic<int> missing{0};
-        {
-          std::vector<std::jthread> pool;
-          for (int t = 0; t < threads; ++t)
-            pool.emplace_back([&, t] {
-              std::mt19937_64 rng{s0 + static_cast<std::uint64_t>(t)};
-              std::uniform_int_distribution<std::int64_t> weight{0, size};
-              for (int i = 0; i < 600; ++i) {
-                const std::int64_t w = weight(rng);
-                bool held = false;
-                switch (rng() % 8) {
-                  case 0:
-                  case 1:
-                    held = sem.try_acquire(w);
-                    break;
-                  case 2: {
-                    auto [ctx, cancel] =
-                        errgroup::with_timeout(background, 50us);
-                    errgroup::error err = sem.acquire(ctx, w);
-                    if (err && err != ctx.err()) unexpected.fetch_add(1);
-                    held = !err;
-                    break;
+      for (std::int64_t size : {1, 10, 100})
+        for (weighted::order order :
+             {weighted::order::fifo, weighted::order::barging}) {
+          CAPTURE(threads);
+          CAPTURE(size);
+          CAPTURE(order == weighted::order::barging);
+          weighted sem{size, order};
+          usage use;
+          std::atomic<int> unexpected{0};
+          std::atomic<int> missing{0};
+          {
+            std::vector<std::jthread> pool;
+            for (int t = 0; t < threads; ++t)
+              pool.emplace_back([&, t] {
+                std::mt19937_64 rng{s0 + static_cast<std::uint64_t>(t)};
+                std::uniform_int_distribution<std::int64_t> weight{0, size};
+                for (int i = 0; i < 600; ++i) {
+                  const std::int64_t w = weight(rng);
+                  bool held = false;
+                  switch (rng() % 8) {
+                    case 0:
+                    case 1:
+                      held = sem.try_acquire(w);
+                      break;
+                    case 2: {
+                      auto [ctx, cancel] =
+                          errgroup::with_timeout(background, 50us);
+                      errgroup::error err = sem.acquire(ctx, w);
+                      if (err && err != ctx.err()) unexpected.fetch_add(1);
+                      held = !err;
+                      break;
+                    }
+                    default: {
+                      errgroup::error err = sem.acquire(background, w);
+                      if (err) unexpected.fetch_add(1);
+                      held = !err;
+                    }
                   }
-                  default: {
-                    errgroup::error err = sem.acquire(background, w);
-                    if (err) unexpected.fetch_add(1);
-                    held = !err;
-                  }
+                  if (!held) continue;
+                  holding(sem, use, w, missing);
+                  sem.release(w);
                 }
-                if (!held) continue;
-                holding(sem, use, w, missing);
-                sem.release(w);
-              }
-            });
+              });
+          }
+          CHECK(unexpected.load() == 0);
+          CHECK(missing.load() == 0);
+          CHECK(use.peak() <= size);
+          CHECK(use.held() == 0);
+          CHECK(sem.available() == sem.size());
         }
-        CHECK(unexpected.load() == 0);
-        CHECK(missing.load() == 0);
-        CHECK(use.peak() <= size);
-        CHECK(use.held() == 0);
-        CHECK(sem.available() == sem.size());
-      }
     }
   }
 
@@ -886,6 +889,165 @@ TEST_SUITE("weighted.fifo") {
     CHECK(sem.available() == sem.size());
   }
 }  // TEST_SUITE("weighted.fifo")
+
+// docs/contract.md §5: order::barging, the opt-in order for a budget that
+// OS threads contend for. These use queued_in_order on a one-thread
+// scheduler: a nudged waiter cannot retake while that thread runs `hold`.
+TEST_SUITE("weighted.barging") {
+  // occupy(g, running, release) starts a task of g that runs until
+  // release is set, and waits until it runs: the scheduler's one thread is
+  // then busy and a nudged waiter cannot try again yet.
+  void occupy(errgroup::group & g, std::atomic<bool> & running,
+              std::atomic<bool> & release) {
+    g.go([&] {
+      running.store(true);
+      while (!release.load()) std::this_thread::yield();
+    });
+    spin_until([&] { return running.load(); });
+  }
+
+  TEST_CASE("a request takes free units although a larger one waits") {
+    errgroup::scheduler one{1};
+    weighted sem{10, weighted::order::barging};
+    REQUIRE(sem.try_acquire(10));
+    std::atomic<int> errors{0};
+    errgroup::group g{one};
+    queued_in_order waiter(g, 1, [&](int) {
+      if (sem.acquire(background, 10))
+        errors.fetch_add(1);
+      else
+        sem.release(10);
+    });
+    spin_until([&] { return waiter.all_waiting(); });
+    sem.release(4);             // the head needs 10: nobody is woken
+    CHECK(sem.try_acquire(4));  // a fifo semaphore refuses (weighted.fifo)
+    sem.release(4);
+    sem.release(6);  // now the head fits: it is woken and takes them
+    CHECK(!g.wait());
+    CHECK(errors.load() == 0);
+    CHECK(sem.available() == sem.size());
+  }
+
+  TEST_CASE(
+      "a woken waiter that finds its units taken waits again at the head, "
+      "and once it has waited 1 ms nobody barges until it is served") {
+    errgroup::scheduler one{1};
+    weighted sem{10, weighted::order::barging};
+    REQUIRE(sem.try_acquire(10));
+    std::atomic<int> errors{0};
+    std::atomic<bool> served{false};
+    errgroup::group g{one};
+    queued_in_order waiter(g, 1, [&](int) {
+      if (sem.acquire(background, 10)) {
+        errors.fetch_add(1);
+        return;
+      }
+      served.store(true);
+      sem.release(10);
+    });
+    spin_until([&] { return waiter.all_waiting(); });
+    const auto queued = std::chrono::steady_clock::now();
+    std::atomic<bool> running{false};
+    std::atomic<bool> release{false};
+    occupy(g, running, release);
+    sem.release(10);              // wakes the waiter, which cannot run yet
+    REQUIRE(sem.try_acquire(1));  // barges in before it
+    // Past the bound (weighted::order::barging): its retake fails late.
+    spin_until([&] { return std::chrono::steady_clock::now() - queued > 2ms; });
+    release.store(true);
+    // It is back at the head and starving: nobody barges now.
+    spin_until([&] { return has_waiter(sem); });
+    CHECK_FALSE(served.load());
+    CHECK_FALSE(sem.try_acquire(1));
+    sem.release(1);  // handed to the head, as a fifo semaphore does
+    CHECK(!g.wait());
+    CHECK(served.load());
+    CHECK(errors.load() == 0);
+    CHECK(sem.try_acquire(1));  // the queue drained: barging again
+    sem.release(1);
+    CHECK(sem.available() == sem.size());
+  }
+
+  TEST_CASE(
+      "a waiter cancelled while it was woken gives up once it finds its "
+      "units taken") {
+    errgroup::scheduler one{1};
+    weighted sem{10, weighted::order::barging};
+    REQUIRE(sem.try_acquire(10));
+    auto [ctx, cancel] = errgroup::with_cancel(background);
+    std::atomic<int> outcome{0};  // 1: cancelled_error, 2: anything else
+    errgroup::group g{one};
+    queued_in_order waiter(g, 1, [&, c = ctx](int) {
+      errgroup::error err = sem.acquire(c, 10);
+      outcome.store(err.is<cancelled_error>() ? 1 : 2);
+      if (!err) sem.release(10);
+    });
+    spin_until([&] { return waiter.all_waiting(); });
+    std::atomic<bool> running{false};
+    std::atomic<bool> release{false};
+    occupy(g, running, release);
+    sem.release(10);              // wakes the waiter: out of the queue
+    REQUIRE(sem.try_acquire(1));  // its units are gone
+    cancel();                     // finds nothing queued to remove
+    release.store(true);
+    CHECK(!g.wait());
+    CHECK(outcome.load() == 1);
+    sem.release(1);
+    CHECK(sem.available() == sem.size());
+  }
+
+  TEST_CASE(
+      "a request for the whole size is served among threads that keep "
+      "taking single units") {
+    // Without the 1 ms bound the small requests would take turns forever.
+    for (int threads : {2, 4, 8}) {
+      CAPTURE(threads);
+      weighted sem{4, weighted::order::barging};
+      std::atomic<bool> stop{false};
+      usage use;
+      std::atomic<int> missing{0};
+      {
+        std::vector<std::jthread> pool;
+        for (int t = 0; t < threads; ++t)
+          pool.emplace_back([&] {
+            while (!stop.load()) {
+              if (sem.acquire(background, 1)) std::abort();
+              holding(sem, use, 1, missing);
+              sem.release(1);
+            }
+          });
+        for (int i = 0; i < 20; ++i) {
+          REQUIRE(!sem.acquire(background, 4));
+          holding(sem, use, 4, missing);
+          sem.release(4);
+        }
+        stop.store(true);
+      }
+      CHECK(missing.load() == 0);
+      CHECK(use.peak() <= 4);
+      CHECK(sem.available() == sem.size());
+    }
+  }
+
+  TEST_CASE("go with units on a barging budget never holds more than it") {
+    for (int n : thread_counts) {
+      CAPTURE(n);
+      errgroup::scheduler s{n};
+      weighted sem{10, weighted::order::barging};
+      usage use;
+      std::atomic<int> missing{0};
+      errgroup::group g{s};
+      for (int i = 0; i < 2000; ++i) {
+        const std::int64_t w = 1 + i % 4;
+        g.go(sem, w, [&, w] { holding(sem, use, w, missing); });
+      }
+      CHECK(!g.wait());
+      CHECK(missing.load() == 0);
+      CHECK(use.peak() <= 10);
+      CHECK(sem.available() == sem.size());
+    }
+  }
+}  // TEST_SUITE("weighted.barging")
 
 TEST_SUITE("weighted.group") {
   TEST_CASE(

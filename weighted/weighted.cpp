@@ -7,7 +7,8 @@ void check_n(std::int64_t n, const char* what) {
 }
 }  // namespace
 
-weighted::weighted(std::int64_t size) : gate_(size) {
+weighted::weighted(std::int64_t size, order o)
+    : gate_(size, o == order::barging) {
   check_n(size, "semaphore: negative size");
   static_assert(max_size == detail::gate::max_size);
   if (size > max_size)

@@ -2,16 +2,27 @@
 // of both group::set_limit() and errgroup::weighted. Not part of the public
 // API.
 //
-// A gate has `size` units. Requests are served strictly first come, first
-// served: while anybody waits, nobody barges (try_acquire fails and new
-// requests queue). The uncontended path is one CAS; the lock is taken only
-// when somebody waits.
+// A gate has `size` units. A fifo gate serves requests strictly first come,
+// first served: while anybody waits, nobody barges (try_acquire fails and new
+// requests queue), and a release hands the units to the head waiter. The
+// uncontended path is one CAS; the lock is taken only when somebody waits.
 //
-// A waiter is woken exactly once, outside the lock, by whoever decided its
-// fate: the releaser that granted it, or the canceller that removed it.
+// A barging gate (weighted::order::barging) lets a request take free units
+// although others wait, and a release wakes the head waiter to try again
+// (a nudge) instead of handing it the units: a running thread takes them
+// rather than waiting for a parked one to be scheduled, a context switch
+// per grant. Unfairness is bounded: once a waiter has been the head for
+// starve_after (1 ms, as Go's sync.Mutex), the gate is fifo until that
+// waiter is served.
+//
+// A waiter is woken exactly once per decision, outside the lock, by whoever
+// made it: the releaser that granted or nudged it, or the canceller that
+// removed it. Every decision takes the waiter out of the queue, so nobody
+// makes another until it is queued again (a nudged waiter, by retake()).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 
@@ -22,8 +33,11 @@ namespace errgroup::detail {
 
 class waiter {
  public:
-  enum state : int { waiting = 0, granted = 1, cancelled = 2 };
+  enum state : int { waiting = 0, granted = 1, cancelled = 2, nudged = 3 };
   explicit waiter(std::int64_t n) noexcept : n_(n) {}
+  // A waiter that retries is nudged by a barging gate (woken to try again,
+  // with nothing granted) instead of being handed units; see gate::retake.
+  void set_retries(bool r) noexcept { retries_ = r; }
   std::int64_t units() const noexcept { return n_; }
   state outcome() const noexcept {
     return static_cast<state>(state_.load(std::memory_order_acquire));
@@ -44,6 +58,8 @@ class waiter {
   std::int64_t n_;
   std::atomic<int> state_{waiting};
   bool linked_ = false;  // queued at a gate; guarded by that gate's mutex
+  bool retries_ = false;
+  std::int64_t since_ = 0;  // barging gates: since when it is the head
   waiter* next_ = nullptr;
   waiter* prev_ = nullptr;
 };
@@ -75,6 +91,8 @@ class blocking_waiter final : public waiter {
   // block() returns once wake() was called.
   void block() noexcept;
   void wake() noexcept override;
+  // rearm() makes a nudged waiter ready to block again.
+  void rearm() noexcept;
 
  private:
   bool suspend_;
@@ -86,7 +104,9 @@ class blocking_waiter final : public waiter {
 class gate {
  public:
   static constexpr std::int64_t max_size = std::int64_t{1} << 61;
-  explicit gate(std::int64_t size) noexcept : size_(size) {}
+  static constexpr std::chrono::microseconds starve_after{1000};
+  explicit gate(std::int64_t size, bool barging = false) noexcept
+      : size_(size), barging_(barging) {}
   gate(const gate&) = delete;
   gate& operator=(const gate&) = delete;
 
@@ -104,15 +124,19 @@ class gate {
     size_.store(n, std::memory_order_relaxed);
   }
 
-  // try_acquire(n) takes n units if they are free and nobody waits.
+  bool barging() const noexcept { return barging_; }
+
+  // try_acquire(n) takes n units if they are free and nobody waits (barging:
+  // unless a waiter starves).
   bool try_acquire(std::int64_t n) noexcept {
     std::int64_t s = state_.load(std::memory_order_relaxed);
-    while (!(s & waiters_bit) && s + n <= size()) {
+    while ((!(s & waiters_bit) || may_barge()) &&
+           (s & ~waiters_bit) + n <= size()) {
       if (state_.compare_exchange_weak(s, s + n, std::memory_order_acquire,
                                        std::memory_order_relaxed))
         return true;
     }
-    return (s & waiters_bit) ? try_acquire_slow(n) : false;
+    return (s & waiters_bit) && !may_barge() ? try_acquire_slow(n) : false;
   }
 
   // try_acquire_spinning(n) is try_acquire(n) retried for about a
@@ -152,21 +176,41 @@ class gate {
   // ctx fails even when units are free.
   error acquire(const context& ctx, std::int64_t n);
 
+  // retake(w): a nudged waiter w tries again. It takes its units if they
+  // fit (returns true: w is granted), else goes back to the head of the
+  // queue, the gate turning fifo if w has starved (returns false; w is
+  // woken later exactly once).
+  bool retake(waiter& w) noexcept;
+
  private:
   static constexpr std::int64_t waiters_bit = std::int64_t{1} << 62;
   bool try_acquire_slow(std::int64_t n) noexcept;
   void release_slow(std::int64_t n);
-  // grant_locked() grants from the head while units suffice; returns the
-  // granted waiters as a list to wake after unlocking.
-  waiter* grant_locked() noexcept;
+  // may_barge(): new requests may take free units past the waiters.
+  bool may_barge() const noexcept {
+    return barging_ && !starving_.load(std::memory_order_relaxed);
+  }
+  bool fits_locked(std::int64_t n) const noexcept {
+    return size() - (state_.load(std::memory_order_relaxed) & ~waiters_bit) >=
+           n;
+  }
+  // admit_locked() decides for the waiters at the head while units suffice:
+  // grants them (fifo, or starving), or nudges the head (barging, a waiter
+  // that retries; one nudge in flight at a time). Returns the list to wake
+  // after unlocking.
+  waiter* admit_locked() noexcept;
+  void relink_head_locked(waiter& w) noexcept;
   static void wake_all(waiter* list) noexcept;
   void unlink_locked(waiter& w) noexcept;
 
   std::atomic<std::int64_t> state_{0};  // units held | waiters_bit
   std::atomic<std::int64_t> size_;
+  const bool barging_;
   std::mutex mu_;
   waiter* head_ = nullptr;  // guarded by mu_
   waiter* tail_ = nullptr;
+  bool nudging_ = false;               // a nudged waiter has not retaken yet
+  std::atomic<bool> starving_{false};  // a barging gate serves fifo for now
 };
 
 }  // namespace errgroup::detail

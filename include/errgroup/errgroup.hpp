@@ -8,4 +8,5 @@
 #include "errgroup/parallel_map.hpp"
 #include "errgroup/quorum.hpp"
 #include "errgroup/scheduler.hpp"
+#include "errgroup/trace.hpp"
 #include "errgroup/weighted.hpp"

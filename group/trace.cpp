@@ -159,7 +159,7 @@ trace::trace() : origin_(clock::now()) {}
 
 std::vector<trace::task> trace::tasks() const {
   std::lock_guard lock(mu_);
-  return tasks_;
+  return {tasks_.begin(), tasks_.end()};
 }
 
 std::vector<trace::mark> trace::marks() const {
@@ -233,7 +233,7 @@ void trace::write_chrome_json(std::ostream& out) const {
   std::vector<mark> ms;
   {
     std::lock_guard lock(mu_);
-    ts = tasks_;
+    ts.assign(tasks_.begin(), tasks_.end());
     ms = marks_;
   }
   // By thread, then by time: each row reads in order.

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <iosfwd>
 #include <mutex>
 #include <string>
@@ -102,7 +103,7 @@ class trace {
  private:
   friend class detail::trace_sink;
   mutable std::mutex mu_;
-  std::vector<task> tasks_;  // guarded by mu_
+  std::deque<task> tasks_;   // guarded by mu_ (grows without moving)
   std::vector<mark> marks_;  // guarded by mu_
   std::int64_t lost_ = 0;    // guarded by mu_
   int groups_ = 0;           // guarded by mu_: names "group N"

@@ -92,12 +92,13 @@ void stall_watch::schedule(clock::time_point now) noexcept {
   const clock::time_point last{
       clock::duration(last_.load(std::memory_order_relaxed))};
   // Reported already: look again a period from now (a finish starts a new
-  // spell, due a period after it); else when this spell is due.
-  clock::time_point due = fired_for_ == last.time_since_epoch().count()
-                              ? now
-                              : std::max(last, now - after_);
-  due = clock::time_point::max() - due < after_ ? clock::time_point::max()
-                                                : due + after_;
+  // spell, due a period after it); else when this spell is due (at once if
+  // that has passed). Saturated: a huge period is "never".
+  const clock::time_point from =
+      fired_for_ == last.time_since_epoch().count() ? now : last;
+  const clock::time_point due = clock::time_point::max() - from < after_
+                                    ? clock::time_point::max()
+                                    : from + after_;
   try {
     check_ = service::instance().at(due, &stall_watch::check, this);
   } catch (...) {

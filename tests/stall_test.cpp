@@ -172,6 +172,24 @@ TEST_SUITE("stall") {
     CHECK(r.calls.load() == 1);
   }
 
+  TEST_CASE("the longest period means never (contract 7)") {
+    errgroup::scheduler s{2};
+    errgroup::group g{s};
+    g.set_limit(1);
+    reports r;
+    g.on_stall(r.callback(), std::chrono::steady_clock::duration::max());
+    std::latch hold{1};
+    g.go([&] { hold.wait(); });
+    std::thread producer([&] { g.go([] {}); });
+    REQUIRE(test::spin_until([&] { return g.counters().waiting == 1; }));
+    let_service_pass(20ms);  // a check due "now" (overflowed) would run
+    CHECK(r.calls.load() == 0);
+    hold.count_down();
+    producer.join();
+    CHECK_FALSE(g.wait());
+    CHECK(r.calls.load() == 0);
+  }
+
   TEST_CASE("on_stall refuses a period of zero and active tasks") {
     errgroup::scheduler s{2};
     errgroup::group g{s};

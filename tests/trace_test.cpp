@@ -33,17 +33,16 @@ struct json {
   bool b = false;
   double num = 0;
   std::string str;
-  std::vector<json> items;
-  std::vector<std::pair<std::string, json>> fields;
+  std::vector<json> items;         // an array's; an object's values
+  std::vector<std::string> names;  // an object's names, beside items
 
   const json& operator[](std::string_view key) const {
-    for (const auto& [name, value] : fields)
-      if (name == key) return value;
+    for (std::size_t i = 0; i < names.size(); ++i)
+      if (names[i] == key) return items[i];
     throw std::runtime_error("no field " + std::string(key));
   }
   bool has(std::string_view key) const {
-    return std::any_of(fields.begin(), fields.end(),
-                       [&](const auto& f) { return f.first == key; });
+    return std::find(names.begin(), names.end(), key) != names.end();
   }
 
   static json parse(std::string_view text) {
@@ -107,9 +106,9 @@ struct json {
       skip_space(s, i);
       if (i < s.size() && s[i] == '}') return ++i, v;
       do {
-        std::string name = string(s, i);
+        v.names.push_back(string(s, i));
         expect(s, i, ':');
-        v.fields.emplace_back(std::move(name), value(s, i));
+        v.items.push_back(value(s, i));
         skip_space(s, i);
       } while (i < s.size() && s[i] == ',' && ++i);
       expect(s, i, '}');
@@ -196,7 +195,9 @@ void check_json(const errgroup::trace& t, const errgroup::group::stats& c) {
   CHECK(outcomes["ok"] + outcomes["failed"] + outcomes["induced"] +
             outcomes["skipped"] ==
         c.submitted);
-  for (const auto& [tid, spans] : rows) {
+  for (const auto& row : rows) {
+    const double tid = row.first;
+    const auto& spans = row.second;
     CAPTURE(tid);
     for (std::size_t i = 1; i < spans.size(); ++i) {
       CHECK(spans[i - 1].first <= spans[i].first);           // written in order

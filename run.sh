@@ -13,10 +13,11 @@ set -euo pipefail
 
 # Debian packages the build, the tests, the benchmarks and the samples need
 # (python3-doc: the real HTML tree that the test sample.crawler.python_docs
-# crawls; without it that test is skipped).
+# crawls; without it that test is skipped; gnuplot-nox: bench plots and
+# samples/trace_plot.py).
 PACKAGES="libtbb-dev doctest-dev cmake g++ ninja-build pkg-config libbenchmark-dev
   libcurl4-openssl-dev libgumbo-dev libcli11-dev libssl-dev zlib1g-dev python3
-  python3-doc"
+  python3-doc gnuplot-nox"
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 

@@ -6,6 +6,8 @@
 //   spawn/group_context      errgroup::with_context(background)
 //   spawn/group_limit2       plain group, set_limit(2) (the caller waits in go)
 //   spawn/group_limit64      plain group, set_limit(64)
+//   spawn/group_traced       plain group recording into an errgroup::trace
+//                            (trace_to; the trace is made and dropped per run)
 //   spawn/tbb_task_group     raw tbb::task_group: run() x N, wait()
 //   spawn/thread_batch       std::thread per batch: bench::concurrency()
 //                            threads, each calls its slice of the N task
@@ -78,6 +80,16 @@ void group_limit(benchmark::State& st, int limit) {
     g.set_limit(limit);
     for (std::int64_t i = 0; i < n; ++i) g.go([] { bench::nop(); });
     return !g.wait();
+  });
+}
+
+void group_traced(benchmark::State& st) {
+  spawn_bench(st, [](std::int64_t n) {
+    errgroup::trace t;
+    errgroup::group g;
+    g.trace_to(t);
+    for (std::int64_t i = 0; i < n; ++i) g.go([] { bench::nop(); });
+    return !g.wait() && t.lost() == 0;
   });
 }
 
@@ -200,6 +212,7 @@ int main(int argc, char** argv) {
     reg("spawn/group_limit2", [](benchmark::State& st) { group_limit(st, 2); });
     reg("spawn/group_limit64",
         [](benchmark::State& st) { group_limit(st, 64); });
+    reg("spawn/group_traced", group_traced);
     reg("spawn/tbb_task_group", tbb_task_group);
     reg("spawn/thread_batch", thread_batch);
     reg("spawn/results_by_hand", results_by_hand);

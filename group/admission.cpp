@@ -105,7 +105,7 @@ bool group_state::admit(group_task& t, bool may_block, const context* bound,
           }
         }
         if (!g->take_or_enqueue(t.waiter_)) {
-          waiting_.fetch_add(1, std::memory_order_relaxed);
+          began_waiting();
           // Queued. A cancellation that came before the enqueue found
           // nothing to remove: remove it now.
           if (has_context_ && node_->cancelled() && g->cancel(t.waiter_))
@@ -121,7 +121,7 @@ bool group_state::admit(group_task& t, bool may_block, const context* bound,
           if (g->take_or_enqueue(w)) {
             w.done_.release();
           } else {
-            waiting_.fetch_add(1, std::memory_order_relaxed);
+            began_waiting();
             std::stop_callback cb(stop(), [&]() noexcept {
               if (g->cancel(w)) w.wake();
             });
@@ -130,11 +130,12 @@ bool group_state::admit(group_task& t, bool may_block, const context* bound,
             waiting_.fetch_sub(1, std::memory_order_relaxed);
           }
           if (w.outcome() != waiter::granted) return give_up();
+          admitted_after_wait(t);
         }
       } else {
         blocking_waiter w(n, kind);
         if (!g->take_or_enqueue(w)) {
-          waiting_.fetch_add(1, std::memory_order_relaxed);
+          began_waiting();
           std::stop_callback cb(stop(), [&]() noexcept {
             if (g->cancel(w)) w.wake();
           });
@@ -142,6 +143,7 @@ bool group_state::admit(group_task& t, bool may_block, const context* bound,
           waiting_.fetch_sub(1, std::memory_order_relaxed);
         }
         if (w.outcome() != waiter::granted) return give_up();
+        admitted_after_wait(t);
       }
     }
     t.took();
@@ -175,6 +177,7 @@ error group_state::submit_until(group_task& t,
 }
 
 void group_state::abandon(group_task& t) noexcept {
+  not_a_task(t);  // not counted: no record either
   const holdings held = t.held();
   t.destroy(nullptr);
   held.release(slots_);
@@ -188,7 +191,10 @@ void group_state::on_admission(group_task& t) noexcept {
   hot_.wait.reserve();
   t.cancel_cb_.reset();
   const bool granted = t.waiter_.outcome() == waiter::granted;
-  if (granted) t.took();
+  if (granted) {
+    t.took();
+    admitted_after_wait(t);
+  }
   if (!granted || (has_context_ && node_->cancelled())) {
     skip(t, nullptr);
   } else {
@@ -199,6 +205,27 @@ void group_state::on_admission(group_task& t) noexcept {
   // Only now: t counts as waiting, submitted or done throughout (active()).
   waiting_.fetch_sub(1, std::memory_order_relaxed);
   hot_.wait.release();  // last
+}
+
+// ---- hooks for the extras (slow paths only) ----
+
+void group_state::began_waiting() noexcept {
+  waiting_.fetch_add(1, std::memory_order_relaxed);
+  if (extras* x = extras_.load(std::memory_order_acquire); x && x->stall)
+    x->stall->waiting();
+}
+
+void group_state::admitted_after_wait(group_task& t) noexcept {
+  if (extras* x = extras_.load(std::memory_order_acquire); x && x->trace)
+    stub_of(t.callable()).admitted();
+}
+
+void group_state::not_a_task(group_task& t) noexcept {
+  // Every task of a traced group is traced: trace_to() is refused while
+  // tasks are active.
+  if (extras* x = extras_.load(std::memory_order_acquire);
+      x && x->trace && t.constructed_)
+    stub_of(t.callable()).discard();
 }
 
 }  // namespace errgroup::detail

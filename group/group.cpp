@@ -12,7 +12,7 @@
 namespace errgroup {
 namespace detail {
 
-static_assert(sizeof(group_state) <= 1024 && alignof(group_state) <= 64,
+static_assert(sizeof(group_state) <= 960 && alignof(group_state) <= 64,
               "group::state_size is too small for group_state");
 static_assert(alignof(group_task) <= max_task_align);
 static_assert(sizeof(group_task) <= 192,
@@ -102,15 +102,19 @@ group_state::~group_state() {
   delete extras_.load();
 }
 
-void group_state::set_limit(int n) {
+void group_state::check_idle(const char* what) const {
   // A task of ours calling is active, counted or not yet (its spawner counts
   // it just after the spawn).
   const std::int64_t active =
       std::max<std::int64_t>(this->active(), in_own_task() ? 1 : 0);
   if (active != 0)
-    throw std::logic_error("errgroup: modify limit while " +
+    throw std::logic_error(std::string("errgroup: ") + what + " while " +
                            std::to_string(active) +
                            " tasks in the group are still active");
+}
+
+void group_state::set_limit(int n) {
+  check_idle("modify limit");
   if (n > 0) slots_.resize(n);
   limit_.store(n < 0 ? -1 : n, std::memory_order_release);
 }
@@ -141,19 +145,22 @@ void group_state::launch(group_task& t, gate* budget, std::int64_t n) {
   spawn(t);
 }
 
-bool group_state::skip_cancelled() {
+bool group_state::skip_cancelled(const std::string* label) {
   if (!has_context_ || !node_->cancelled() ||
       waited_.load(std::memory_order_acquire) ||
       limit_.load(std::memory_order_relaxed) == 0)
     return false;
   hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
   skipped_.fetch_add(1, std::memory_order_relaxed);
+  if (extras* x = extras_.load(std::memory_order_acquire); x && x->trace)
+    x->trace->skipped_at_go(label != nullptr ? *label : std::string());
   return true;
 }
 
 int group_state::enter(group_task& t) {
   const int limit = limit_.load(std::memory_order_acquire);
   if (limit == 0 || (has_context_ && waited_.load(std::memory_order_acquire))) {
+    not_a_task(t);
     t.destroy(nullptr);
     throw std::logic_error(
         limit == 0 ? "errgroup: go() with limit 0 could never start a task"
@@ -397,7 +404,11 @@ void group::check_units(detail::gate& g, std::int64_t n) {
         "errgroup: go() asks for more units than the budget's size");
 }
 
-bool group::skip_cancelled() { return state().skip_cancelled(); }
+bool group::skip_cancelled() { return state().skip_cancelled(nullptr); }
+
+bool group::skip_cancelled(const std::string& label) {
+  return state().skip_cancelled(&label);
+}
 
 void group::submit(detail::group_task& t, detail::gate* budget,
                    std::int64_t n) {

@@ -25,6 +25,7 @@
 #include "errgroup/detail/gate.hpp"
 #include "errgroup/detail/node.hpp"
 #include "errgroup/group.hpp"
+#include "errgroup/trace.hpp"
 
 namespace errgroup::detail {
 
@@ -134,8 +135,67 @@ class poke final : public d1::task {
   group_state* group_;
 };
 
+// trace_sink is a traced group's link to its trace (trace.cpp): what the
+// stubs of its tasks record into, and the group's marks.
+class trace_sink {
+ public:
+  trace_sink(trace& rec, std::string name, group_state& g);
+  void add(trace::task t) noexcept;
+  void add(trace::mark m) noexcept;  // at the time and thread of the call
+  trace::mark mark(const char* what, std::string label,
+                   std::string error) const;
+  // failed(stub's label, e): the first failure of the group is marked.
+  void failed(const std::string& label, const error& e) noexcept;
+  // skipped_at_go(label): a go() after cancellation made no task.
+  void skipped_at_go(const std::string& label) noexcept;
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  struct on_cancel {
+    trace_sink* sink;
+    void operator()() const noexcept;
+  };
+  trace* rec_;
+  std::string name_;
+  group_state* g_;
+  std::atomic<bool> failed_{false};
+  // Context groups: marks the cancellation.
+  std::optional<std::stop_callback<on_cancel>> cancelled_;
+};
+
+// stall_watch is on_stall()'s state (extras.cpp): a check on the service
+// thread, scheduled while tasks wait; it fires once per quiet spell.
+class stall_watch {
+ public:
+  using clock = std::chrono::steady_clock;
+  stall_watch(group_state& g,
+              std::function<void(const group::stall_report&)> cb,
+              clock::duration after) noexcept;
+  ~stall_watch();  // removes the check, waits for one being made
+  // finished(): a task finished: a new quiet spell begins.
+  void finished() noexcept {
+    last_.store(clock::now().time_since_epoch().count(),
+                std::memory_order_relaxed);
+  }
+  // waiting(): a task began to wait; makes sure a check is due.
+  void waiting() noexcept;
+
+ private:
+  static void check(void* self) noexcept;
+  void schedule(clock::time_point now) noexcept;  // with mu_ held
+  group_state* g_;
+  std::function<void(const group::stall_report&)> cb_;
+  clock::duration after_;
+  std::atomic<std::int64_t> last_;  // ticks: the last finish, or wait start
+  std::mutex mu_;
+  void* check_ = nullptr;        // guarded by mu_: the service's handle
+  bool closing_ = false;         // guarded by mu_
+  std::int64_t fired_for_ = -1;  // guarded by mu_: the spell reported
+};
+
 // extras is the state of group's observing members (extras.cpp): labels
-// of running tasks, the progress callback, every error.
+// of running tasks, the progress callback, every error, the trace, the
+// stall watch.
 struct extras {
   std::mutex mu;
   bool keep_errors = false;               // guarded by mu
@@ -144,9 +204,13 @@ struct extras {
       labelled;                                       // guarded by mu
   std::function<void(const group::stats&)> progress;  // set before go()
   std::chrono::steady_clock::duration every{};
-  std::atomic<std::int64_t> next{0};  // steady_clock ticks
+  std::atomic<std::int64_t> next{0};   // steady_clock ticks
+  std::unique_ptr<trace_sink> trace;   // trace_to(), before go()
+  std::unique_ptr<stall_watch> stall;  // on_stall(), before go()
   // finished(g): a task of g finished; calls progress when it is due.
   void finished(const group_state& g) noexcept;
+  // running_now() is group::running().
+  std::vector<group::running_task> running_now();
   // failed(e, root): a task failed with e; kept when keep_errors.
   void failed(const error& e, bool root) noexcept;
 };
@@ -158,7 +222,10 @@ class group_state {
 
   // The operations behind group's members (group.cpp, admission.cpp).
   void set_limit(int n);
-  bool skip_cancelled();
+  // check_idle(what) throws std::logic_error "errgroup: <what> while N
+  // tasks in the group are still active" unless none is.
+  void check_idle(const char* what) const;
+  bool skip_cancelled(const std::string* label);
   void submit(group_task& t);
   error submit_until(group_task& t, std::chrono::steady_clock::time_point d);
   bool try_take(gate* budget, std::int64_t n) noexcept;
@@ -180,6 +247,12 @@ class group_state {
              bool* gave_up = nullptr);
   void on_admission(group_task& t) noexcept;
   void abandon(group_task& t) noexcept;
+  // Slow paths only: a task began to wait (counted; the stall watch
+  // notices), got what it waited for (the trace notes it), or is dropped
+  // without being a task (the trace forgets it).
+  void began_waiting() noexcept;
+  void admitted_after_wait(group_task& t) noexcept;
+  void not_a_task(group_task& t) noexcept;
 
   scheduler* sched_;
   std::shared_ptr<node> node_;
@@ -222,7 +295,8 @@ class group_state {
   error first_;  // guarded by mu_
 
   // The extras (extras.cpp): made on first use, so a group that uses none
-  // carries one pointer and one predictable branch in finish().
+  // carries one pointer and one predictable branch in finish() (and in
+  // the slow paths of admission).
   std::atomic<struct extras*> extras_{nullptr};
   struct extras& use_extras();
 

@@ -71,14 +71,15 @@ class progress_line {
   progress_line(const progress_line&) = delete;
   progress_line& operator=(const progress_line&) = delete;
 
-  // println(text) prints text and a newline to stdout (above the progress
-  // line, if one is shown) and flushes. Safe from any thread.
-  void println(std::string_view text) {
+  // println(text[, to]) prints text and a newline to stdout, or to `to`
+  // (above the progress line, if one is shown) and flushes. Safe from any
+  // thread.
+  void println(std::string_view text, std::FILE* to = stdout) {
     const std::lock_guard lock(mu_);
     erase();
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
+    std::fwrite(text.data(), 1, text.size(), to);
+    std::fputc('\n', to);
+    std::fflush(to);
   }
 
   // stop() ends the updates and erases the line; the destructor does too.

@@ -91,6 +91,25 @@
 //   crawler: context deadline exceeded (--timeout 0.5 s)
 //   [exit 1]
 //
+// --trace FILE records every fetch (errgroup::trace) and writes it as Chrome
+// trace-event JSON, which Perfetto (ui.perfetto.dev) opens; trace_plot.py
+// draws it (README.md shows this crawl: a fetch fails, the fetches in flight
+// fail with the cancellation, the rest are skipped):
+//   $ crawler --jobs 4 --trace crawl.json {url}/flaky.html
+//   crawler: {url}/error.html: HTTP 500 (linked from {url}/flaky.html)
+//   [exit 1]
+//   $ trace_plot.py crawl.json crawl.png
+//   crawl.png: 14 tasks on ... threads: ... ok, 1 failed, ... induced, ...
+//
+// When fetches wait for a slot and none has finished for --stall-after
+// seconds (default 10), the URLs holding the slots are printed, once per
+// stall (errgroup::group::on_stall). /stall.html never answers here; the
+// crawl still ends at --timeout:
+//   $ crawler --jobs 1 --stall-after 0.5 --timeout 3 {url}/hang.html
+//   crawler: stalled ... s, 1 URL waiting, slots held by {url}/stall.html ...
+//   crawler: context deadline exceeded (--timeout 3 s)
+//   [exit 1]
+//
 // URLs from standard input: with one fetch at a time they come out in input
 // order, each line as soon as it is fetched; the run ends with the input:
 //   $ printf '%s\n' {url}/ '' '# a comment' {url}/missing.html >urls
@@ -148,6 +167,7 @@
 #include <deque>
 #include <errgroup/errgroup.hpp>
 #include <exception>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -432,7 +452,48 @@ struct options {
   int jobs = 8;
   double timeout = 30;  // 0: none
   bool strict = false;
+  std::string trace_file{};  // --trace: where the trace goes ("": none)
+  double stall_after = 10;   // --stall-after, seconds
 };
+
+// observe(g, o, tr, name, progress) sets up what --trace and --stall-after
+// ask of a group: it records into tr under `name`, and a stall (fetches
+// waiting for a slot while none has finished for --stall-after seconds)
+// prints which URLs hold the slots, once per stall.
+void observe(errgroup::group& g, const options& o, errgroup::trace& tr,
+             const std::string& name, progress_line& progress) {
+  if (!o.trace_file.empty()) g.trace_to(tr, name);
+  g.on_stall(
+      [&progress](const errgroup::group::stall_report& r) {
+        std::ostringstream line;
+        line << "crawler: stalled "
+             << fixed2(
+                    std::chrono::duration<double>(r.since_last_finish).count())
+             << " s, " << plural(static_cast<std::size_t>(r.waiting), "URL")
+             << " waiting, slots held by";
+        const char* sep = " ";
+        for (const auto& t : r.holding) {
+          line << sep << t.label << " ("
+               << fixed2(std::chrono::duration<double>(t.elapsed).count())
+               << " s)";
+          sep = ", ";
+        }
+        progress.println(line.str(), stderr);
+      },
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(o.stall_after)));
+}
+
+// save_trace(tr, o) writes the trace to --trace FILE, if asked; false (and
+// a line on stderr) when it cannot.
+bool save_trace(const errgroup::trace& tr, const options& o) {
+  if (o.trace_file.empty()) return true;
+  std::ofstream out(o.trace_file);
+  if (out) tr.write_chrome_json(out);
+  if (out.flush()) return true;
+  std::cerr << "crawler: --trace: cannot write " << o.trace_file << '\n';
+  return false;
+}
 
 // crawl_site(o, start) crawls the site from `start`, level by level.
 int crawl_site(const options& o, CURLU* start) {
@@ -447,6 +508,7 @@ int crawl_site(const options& o, CURLU* start) {
   std::set<std::string> seen{level[0].url};
   std::set<std::string> beyond;
   std::set<std::string> external;
+  errgroup::trace tr;
   for (int depth = 0; !level.empty(); ++depth) {
     errgroup::group g(crawl, io);  // a context group, as with_context()
     g.set_limit(o.jobs);
@@ -458,15 +520,19 @@ int crawl_site(const options& o, CURLU* start) {
              std::to_string(s.running) + " in flight, " +
              plural(crawled.size() + done, "page") + " in all";
     });
-    for (page& p : level) {
-      g.go([&p, &site, strict = o.strict](const errgroup::context& c) {
+    observe(g, o, tr, "depth " + std::to_string(depth), progress);
+    for (page& p : level) {  // labelled: stalls and the trace name the URL
+      g.go(p.url, [&p, &site, strict = o.strict](const errgroup::context& c) {
         fetch(c, site, p);
         check_status(p, strict, p.from.empty() ? "" : "linked from " + p.from);
       });
     }
     const errgroup::error err = g.wait();
     progress.stop();
-    if (err) return report(err, o.timeout);
+    if (err) {
+      save_trace(tr, o);
+      return report(err, o.timeout);
+    }
 
     std::vector<page> next;
     for (page& p : level) {
@@ -484,6 +550,7 @@ int crawl_site(const options& o, CURLU* start) {
   }
   const std::chrono::duration<double> took =
       std::chrono::steady_clock::now() - began;
+  if (!save_trace(tr, o)) return 1;
 
   std::sort(crawled.begin(), crawled.end(),
             [](const page& a, const page& b) { return a.url < b.url; });
@@ -654,6 +721,7 @@ int stream_urls(const options& o) {
   errgroup::group g(run.ctx, io);  // a context group, as with_context()
   const errgroup::context ctx = g.get_context();
   g.set_limit(o.jobs);
+  errgroup::trace tr;
 
   channel<input_line> urls(2 * static_cast<std::size_t>(o.jobs));
   std::mutex mu;
@@ -666,6 +734,7 @@ int stream_urls(const options& o) {
            std::to_string(s.waiting + static_cast<std::int64_t>(urls.size())) +
            " queued";
   });
+  observe(g, o, tr, "stdin", progress);
 
   // The producer of the channel: the lines of standard input.
   std::jthread reader([&urls, &ctx] {
@@ -694,21 +763,22 @@ int stream_urls(const options& o) {
       });
       break;
     }
-    g.go([&, where, url = part(u.get(), CURLUPART_URL),
-          site = origin(u.get())](const errgroup::context& c) {
-      page p{.url = url};
-      fetch(c, site, p);
-      check_status(p, o.strict, where);
-      std::string out = std::to_string(p.status) + "  " + p.url + "  ";
-      if (p.status >= 400)
-        out += "broken link, " + where;
-      else
-        out += p.title.empty() ? "(" + p.type + ")" : p.title;
-      const std::lock_guard lock(mu);
-      ++fetched;
-      if (p.status >= 400) ++broken;
-      progress.println(out);
-    });
+    std::string url = part(u.get(), CURLUPART_URL);
+    g.go(url,
+         [&, where, url, site = origin(u.get())](const errgroup::context& c) {
+           page p{.url = url};
+           fetch(c, site, p);
+           check_status(p, o.strict, where);
+           std::string out = std::to_string(p.status) + "  " + p.url + "  ";
+           if (p.status >= 400)
+             out += "broken link, " + where;
+           else
+             out += p.title.empty() ? "(" + p.type + ")" : p.title;
+           const std::lock_guard lock(mu);
+           ++fetched;
+           if (p.status >= 400) ++broken;
+           progress.println(out);
+         });
   }
   // Stopped by the context, not by the end of the input: as Go's loop
   // returns ctx.Err(), that is the error (the deadline; a task's error comes
@@ -721,7 +791,9 @@ int stream_urls(const options& o) {
   if (!err) err = stopped;
   reader.join();
   progress.stop();
+  const bool saved = save_trace(tr, o);
   if (err) return report(err, o.timeout);
+  if (!saved) return 1;
   const std::chrono::duration<double> took =
       std::chrono::steady_clock::now() - began;
   std::cout << "fetched " << plural(fetched, "URL") << " in "
@@ -752,6 +824,14 @@ int main(int argc, char** argv) {
                  "Seconds for the whole run (default: 30, none with -)")
       ->check(CLI::PositiveNumber);
   app.add_flag("--strict", o.strict, "A broken link is a hard error");
+  app.add_option("--trace", o.trace_file,
+                 "Write a trace of the fetches to FILE (Chrome trace-event "
+                 "JSON: Perfetto opens it; samples/trace_plot.py draws it)");
+  app.add_option("--stall-after", o.stall_after,
+                 "Seconds without a finished fetch, while others wait, "
+                 "before the URLs holding the slots are printed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -7,7 +7,10 @@ Writes the site below into DIR (default: a temporary directory, removed at
 exit) and serves it with http.server on 127.0.0.1 until stopped. The first
 line on stdout is the base address, http://127.0.0.1:PORT. --port 0 picks a
 free port. Pages under /slow/ are answered after --delay seconds; /stall.html
-(linked from nowhere) only after an hour, for the crawler's --timeout test.
+only after an hour, for the crawler's --timeout test; /error.html is an HTTP
+500. Three pages are linked from nowhere: /stall.html, /flaky.html (a crawl
+that fails in the middle: --trace) and /hang.html (a crawl that hangs:
+--stall-after).
 
 Depth  page              links to
   0    /                 about.html blog/ docs/ #top http://example.invalid/
@@ -29,6 +32,10 @@ Depth  page              links to
                          links are /docs/api.html, /docs/guide.html, /docs/)
   3    /docs/deep/1.html 2.html
   4    /docs/deep/2.html 1.html
+
+       /flaky.html       slow/3.html .. slow/8.html error.html (HTTP 500)
+                         slow/9.html .. slow/14.html (no links)
+       /hang.html        stall.html about.html team.html
 """
 import argparse
 import functools
@@ -61,7 +68,11 @@ PAGES = {
     "misc/links.html": ("Links", ["", "#top", " ../team.html\n", "..\t/data.csv"]),
     "misc/base.html": ("Base", ["api.html", "guide.html", ""]),
     "stall.html": ("Stall", []),
+    "flaky.html": ("Flaky", [f"slow/{i}.html" for i in range(3, 9)] +
+                   ["error.html"] + [f"slow/{i}.html" for i in range(9, 15)]),
+    "hang.html": ("Hang", ["stall.html", "about.html", "team.html"]),
 }
+PAGES.update({f"slow/{i}.html": (f"Slow {i}", []) for i in range(3, 15)})
 
 # <base href> of a page: its links are resolved against that, not the page.
 BASES = {"misc/base.html": "../docs/"}
@@ -97,6 +108,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             time.sleep(self.delay)
         elif self.path == "/stall.html":
             time.sleep(3600)
+        elif self.path == "/error.html":
+            self.send_error(500)
+            return
         super().do_GET()
 
     def log_message(self, *args):

@@ -9,4 +9,5 @@
 #include "errgroup/quorum.hpp"
 #include "errgroup/results.hpp"
 #include "errgroup/scheduler.hpp"
+#include "errgroup/trace.hpp"
 #include "errgroup/weighted.hpp"

@@ -53,12 +53,14 @@
 
 #include "errgroup/context.hpp"
 #include "errgroup/detail/task.hpp"
+#include "errgroup/detail/traced.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/scheduler.hpp"
 
 namespace errgroup {
 
 struct group_and_context;
+class trace;
 
 class group {
  public:
@@ -180,7 +182,9 @@ class group {
   template <class F>
   void go(std::string label, F&& f) {
     static_assert(detail::check_task<std::decay_t<F>>());
-    go(labelled(std::move(label), std::forward<F>(f)));
+    if (skip_cancelled(label)) return;  // f is dropped without a task
+    auto fn = labelled(label, std::forward<F>(f));
+    submit(make_task(std::move(fn), std::move(label)), nullptr, 0);
   }
 
   // running_task is a labelled task that is running now.
@@ -225,6 +229,36 @@ class group {
   void keep_errors();
   std::vector<task_error> errors() const;
 
+  // trace_to(t, name) records every task of this group into t from now on
+  // (errgroup/trace.hpp), under the group name `name` ("group N" when
+  // empty). Call it while no task is active (as set_limit()); throws
+  // std::logic_error otherwise, std::bad_alloc. t must outlive the group.
+  // An untraced group pays one predictable branch per go() for this.
+  void trace_to(trace& t, std::string name = {});
+
+  // stall_report says what holds a stalled group up: the labelled tasks
+  // running now (longest first), how many tasks run (labelled or not) and
+  // wait for a slot or units, and for how long no task has finished (or,
+  // if later, since tasks began to wait).
+  struct stall_report {
+    std::vector<running_task> holding;
+    std::int64_t running = 0;
+    std::int64_t waiting = 0;
+    std::chrono::steady_clock::duration since_last_finish{};
+  };
+  // on_stall(cb, after) calls cb once per stall: when tasks wait for a slot
+  // or units and no task of the group has finished for `after`. After a
+  // task finishes, the next stall is reported again. cb runs on the
+  // library's service thread, with no lock of the group held; it may call
+  // running() and counters(), must not throw (its exception is dropped) and
+  // should not block long: it delays the library's deadlines. Call it while
+  // no task is active; throws std::logic_error otherwise,
+  // std::invalid_argument when after <= 0, std::bad_alloc. The group checks
+  // only while tasks wait (a timer on the service thread), and ~group()
+  // removes the check.
+  void on_stall(std::function<void(const stall_report&)> cb,
+                std::chrono::steady_clock::duration after);
+
  private:
   friend struct group_and_context;
   friend group_and_context with_context(const context&, scheduler&);
@@ -234,13 +268,27 @@ class group {
   detail::group_state& state() noexcept;
   const detail::group_state& state() const noexcept;
 
+  // make_task(f[, label]) makes f's task; a traced group's wraps f.
   template <class F>
   detail::group_task& make_task(F&& f) {
-    using D = std::decay_t<F>;
+    if (tracer_ != nullptr) [[unlikely]]
+      return build<detail::traced<std::decay_t<F>>>(*tracer_, std::string(),
+                                                    std::forward<F>(f));
+    return build<std::decay_t<F>>(std::forward<F>(f));
+  }
+  template <class F>
+  detail::group_task& make_task(F&& f, std::string label) {
+    if (tracer_ != nullptr) [[unlikely]]
+      return build<detail::traced<std::decay_t<F>>>(*tracer_, std::move(label),
+                                                    std::forward<F>(f));
+    return build<std::decay_t<F>>(std::forward<F>(f));
+  }
+  template <class D, class... A>
+  detail::group_task& build(A&&... a) {
     detail::group_task& t =
         detail::new_task(state(), sizeof(D), alignof(D), detail::ops_of<D>);
     try {
-      ::new (detail::callable_of(t)) D(std::forward<F>(f));
+      ::new (detail::callable_of(t)) D(std::forward<A>(a)...);
     } catch (...) {
       detail::free_task(t);
       throw;
@@ -274,6 +322,7 @@ class group {
 
   static void check_units(detail::gate& g, std::int64_t n);
   bool skip_cancelled();
+  bool skip_cancelled(const std::string& label);
   void submit(detail::group_task& t, detail::gate* budget, std::int64_t n);
   error submit_until(detail::group_task& t,
                      std::chrono::steady_clock::time_point deadline);
@@ -281,8 +330,10 @@ class group {
   void give_back(detail::gate* budget, std::int64_t n) noexcept;
   void launch(detail::group_task& t, detail::gate* budget, std::int64_t n);
 
+  // The trace this group records into (trace_to), or null: read by go().
+  detail::trace_sink* tracer_ = nullptr;
   // The group's state (group/group_state.hpp), in place: no allocation.
-  static constexpr std::size_t state_size = 1024;
+  static constexpr std::size_t state_size = 960;
   alignas(64) unsigned char state_[state_size];
 };
 

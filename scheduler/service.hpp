@@ -1,8 +1,10 @@
 // scheduler/service.hpp: the library's one background thread. Private to
-// the scheduler module (not installed).
+// the library (not installed): the scheduler module and, through the group
+// target's private include path, the group's stall check.
 //
 // The service calls plain functions at given times: the deadlines of
-// contexts, and the poll of nodes bound to enclosing oneTBB work. It knows
+// contexts, the poll of nodes bound to enclosing oneTBB work, and the stall
+// checks of groups that asked for them. It knows
 // nothing of what it calls. It starts on first use and is never stopped; it
 // sleeps while nothing is due.
 #pragma once

@@ -147,13 +147,14 @@ waiter* gate::admit_locked() noexcept {
   };
   const bool starving = starving_.load(std::memory_order_relaxed);
   while (waiter* w = head_) {
-    if (!fits_locked(w->n_)) {
+    const bool nudge = barging_ && !starving && w->retries_;
+    if (nudge ? !fits_locked(w->n_) : !take_locked(w->n_)) {
       // Bargers keep taking what it needs: past the bound, no more.
       if (barging_ && !starving && ticks() - w->since_ >= starve_ticks)
         starving_.store(true, std::memory_order_relaxed);
       break;
     }
-    if (barging_ && !starving && w->retries_) {
+    if (nudge) {
       // Let it try for itself (a running thread may take the units first),
       // one at a time: it goes on with the queue when it retakes.
       if (nudging_) break;
@@ -163,8 +164,7 @@ waiter* gate::admit_locked() noexcept {
       append(w);
       break;
     }
-    unlink_locked(*w);
-    state_.fetch_add(w->n_, std::memory_order_relaxed);
+    unlink_locked(*w);  // its units are taken
     // The head that starved is served: barging again.
     if (starving) starving_.store(false, std::memory_order_relaxed);
     w->state_.store(waiter::granted, std::memory_order_release);
@@ -175,6 +175,17 @@ waiter* gate::admit_locked() noexcept {
     starving_.store(false, std::memory_order_relaxed);
   }
   return first;
+}
+
+bool gate::take_locked(std::int64_t n) noexcept {
+  // A CAS, not a check then an add: on a barging gate the lock-free fast
+  // path takes units while we hold the lock.
+  std::int64_t s = state_.load(std::memory_order_relaxed);
+  while ((s & ~waiters_bit) + n <= size())
+    if (state_.compare_exchange_weak(s, s + n, std::memory_order_acquire,
+                                     std::memory_order_relaxed))
+      return true;
+  return false;
 }
 
 void gate::relink_head_locked(waiter& w) noexcept {
@@ -215,10 +226,8 @@ bool gate::take_or_enqueue(waiter& w) {
   std::lock_guard lock(mu_);
   // Setting the bit first sends every fast path to the lock, so no release
   // can slip between our check and our enqueue.
-  std::int64_t used =
-      state_.fetch_or(waiters_bit, std::memory_order_acq_rel) & ~waiters_bit;
-  if ((head_ == nullptr || may_barge()) && used + w.n_ <= size()) {
-    state_.fetch_add(w.n_, std::memory_order_relaxed);
+  state_.fetch_or(waiters_bit, std::memory_order_acq_rel);
+  if ((head_ == nullptr || may_barge()) && take_locked(w.n_)) {
     if (head_ == nullptr)
       state_.fetch_and(~waiters_bit, std::memory_order_release);
     w.state_.store(waiter::granted, std::memory_order_relaxed);
@@ -289,10 +298,8 @@ bool gate::retake(waiter& w) noexcept {
     std::lock_guard lock(mu_);
     nudging_ = false;
     // The bit first, as in take_or_enqueue: a release from now on locks.
-    const std::int64_t used =
-        state_.fetch_or(waiters_bit, std::memory_order_acq_rel) & ~waiters_bit;
-    if (used + w.n_ <= size()) {
-      state_.fetch_add(w.n_, std::memory_order_relaxed);
+    state_.fetch_or(waiters_bit, std::memory_order_acq_rel);
+    if (take_locked(w.n_)) {
       w.state_.store(waiter::granted, std::memory_order_relaxed);
       took = true;
       granted = admit_locked();  // units may be left for the next ones

@@ -200,6 +200,8 @@ class gate {
   // after unlocking.
   waiter* admit_locked() noexcept;
   void relink_head_locked(waiter& w) noexcept;
+  // take_locked(n) takes n units if they are free (a CAS: see gate.cpp).
+  bool take_locked(std::int64_t n) noexcept;
   static void wake_all(waiter* list) noexcept;
   void unlink_locked(waiter& w) noexcept;
 

@@ -26,7 +26,7 @@
 // try again rather than handing it the units. A running thread then goes on
 // instead of waiting for a parked one to be scheduled, a context switch per
 // grant (bench_semaphore, size 1, 8 threads on 2 cores: 28 ns a pair
-// against 7.4 us in FIFO order).
+// against 7.9 us in FIFO order).
 // Unfairness is bounded: once a waiter has been first in line for 1 ms,
 // the budget is FIFO again until that waiter is served.
 // Go's semaphore.Weighted has only FIFO (goroutine hand-offs are cheap).

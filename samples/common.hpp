@@ -111,7 +111,9 @@ class progress_line {
 // for them (signalfd) and requests stop on token(): a std::stop_callback on
 // that cancels the program's context. At the end, reraise() makes the
 // process die of the signal, as if it had not been handled, so that the
-// shell sees it. A second signal ends the process at once.
+// shell sees it. A second signal, half a second or more after the first,
+// ends the process at once (an earlier one is the same request delivered
+// twice, as timeout(1) does).
 class signal_guard {
  public:
   signal_guard() {
@@ -136,8 +138,16 @@ class signal_guard {
         signalfd_siginfo info{};
         if (::read(signals_, &info, sizeof info) != sizeof info) continue;
         const int sig = static_cast<int>(info.ssi_signo);
-        if (caught_.exchange(sig) != 0) std::_Exit(128 + sig);
-        source_.request_stop();
+        const auto now = std::chrono::steady_clock::now();
+        if (caught_.exchange(sig) == 0) {
+          first_ = now;
+          source_.request_stop();
+        } else if (now - first_ >= std::chrono::milliseconds(500)) {
+          std::_Exit(128 + sig);  // asked twice: no more cleaning up
+        }
+        // Else the same request delivered twice: timeout(1) signals its
+        // child and then the child's process group, so the child often
+        // reads two SIGINTs microseconds apart.
       }
     });
   }
@@ -173,6 +183,7 @@ class signal_guard {
   sigset_t set_{};
   int signals_ = -1;
   int wake_ = -1;
+  std::chrono::steady_clock::time_point first_;  // the signal thread's
   std::atomic<int> caught_{0};
   std::stop_source source_;
   std::jthread thread_;

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <limits>
 
+#include "../scheduler/service.hpp"  // private to the library
 #include "group_state.hpp"
-#include "service.hpp"  // the scheduler's, private (CMakeLists.txt)
 
 namespace errgroup {
 namespace detail {

@@ -1,6 +1,6 @@
 // scheduler/service.hpp: the library's one background thread. Private to
-// the library (not installed): the scheduler module and, through the group
-// target's private include path, the group's stall check.
+// the library (not installed): the scheduler module, and the group's stall
+// check (group/extras.cpp).
 //
 // The service calls plain functions at given times: the deadlines of
 // contexts, the poll of nodes bound to enclosing oneTBB work, and the stall

@@ -358,8 +358,7 @@ bool node::notice_enclosing() noexcept {
   if (!spawn_ctx_.is_group_execution_cancelled()) return false;
   // Only oneTBB's propagation cancels spawn_ctx_ before done_ is set: the
   // enclosing work was cancelled.
-  if (cancel(cancelled_sentinel(), cancelled_sentinel()))
-    by_enclosing_.store(true, std::memory_order_release);
+  cancel(cancelled_sentinel(), cancelled_sentinel(), origin::enclosing_work);
   return true;
 }
 
@@ -392,12 +391,14 @@ void node::set_deadline(context::clock::time_point t) {
   if (cancelled()) service::instance().cancel(timer_.load());
 }
 
-bool node::cancel(const error& err, const error& cause) noexcept {
+bool node::cancel(const error& err, const error& cause, origin from) noexcept {
   {
     std::lock_guard lock(mu_);
     if (done_.load(std::memory_order_relaxed)) return false;
     err_ = err;
     cause_ = cause ? cause : err;
+    if (from == origin::enclosing_work)
+      by_enclosing_.store(true, std::memory_order_relaxed);
     done_.store(true, std::memory_order_release);
   }
   // Our algorithm contexts are bound below spawn_ctx_: oneTBB cancels them.

@@ -68,7 +68,9 @@ class node : public std::enable_shared_from_this<node> {
   // cancel(err, cause) reports whether this call cancelled the node (false:
   // it already was). Cancels the oneTBB contexts, then every child and stop
   // callback, on the calling thread.
-  bool cancel(const error& err, const error& cause) noexcept;
+  bool cancel(const error& err, const error& cause) noexcept {
+    return cancel(err, cause, origin::caller);
+  }
   error err() noexcept { return cancelled() ? err_ : error(); }
   error cause() noexcept { return cancelled() ? cause_ : error(); }
 
@@ -102,6 +104,10 @@ class node : public std::enable_shared_from_this<node> {
     void operator()() const noexcept;
   };
   explicit node(tbb::task_group_context::kind_type k);
+  // Who cancels: recorded with the error, before anyone can see the node
+  // cancelled (a woken task's wait() must find the origin already set).
+  enum class origin { caller, enclosing_work };
+  bool cancel(const error& err, const error& cause, origin from) noexcept;
   // notice_enclosing() cancels the node if the oneTBB work it is bound to
   // was cancelled, and reports whether it did.
   bool notice_enclosing() noexcept;
@@ -110,7 +116,7 @@ class node : public std::enable_shared_from_this<node> {
 
   std::atomic<bool> done_{false};
   bool bound_ = false;  // spawn_ctx_ is bound below enclosing oneTBB work
-  std::atomic<bool> by_enclosing_{false};
+  std::atomic<bool> by_enclosing_{false};  // written under mu_, before done_
   std::mutex mu_;
   error err_, cause_;  // written once under mu_, before done_
   std::optional<context::clock::time_point> deadline_;

@@ -23,7 +23,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -31,6 +30,7 @@
 
 #include "errgroup/context.hpp"
 #include "errgroup/detail/attempt.hpp"
+#include "errgroup/detail/race.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
 #include "errgroup/scheduler.hpp"
@@ -111,65 +111,43 @@ auto first_success(const context& parent, std::size_t n, F&& f,
   }
   const bool hedged = options.delay && *options.delay > clock::duration::zero();
 
-  // Not a structured binding: clang 14 cannot capture those in lambdas.
-  const context_and_cancel outer = with_cancel(parent);
-  const context& fctx = outer.ctx;
-  const cancel_func& cancel = outer.cancel;
-  std::mutex mu;
-  bool decided = false;  // guarded by mu
   // One unit per failure not yet answered with a start; all held at first.
   weighted failed(hedged ? static_cast<std::int64_t>(n) : 0);
   (void)failed.try_acquire(failed.size());
-  error group_err;
-  {
-    group g(fctx, s);
-    auto start = [&](std::size_t i) {
-      g.go([&, i](const context& c) {
-        auto o = detail::attempt(f, c, i);
-        bool won = false;
-        {
-          std::lock_guard lock(mu);
-          if (decided) return;
-          if (!o.err) {
-            res.index = i;
-            if constexpr (std::is_void_v<V>)
-              res.value = true;
-            else
-              res.value = std::move(o.value);
-            decided = won = true;
-          } else {
-            res.failures.emplace_back(i, o.err);
-            if (res.failures.size() == n) {
-              res.err = parent.cancelled() ? parent.cause() : std::move(o.err);
-              decided = true;
-            }
-          }
-        }
-        if (won)
-          cancel();
-        else if (hedged)
-          failed.release(1);  // the driver starts the next one
-      });
-    };
-    start(0);
-    for (std::size_t i = 1; i < n; ++i) {
-      if (hedged) {
-        // Wait for a failure, or for delay to pass, or for the end (success
-        // or parent cancelled: fctx is done, and so is step).
-        auto [step, stop_step] = with_timeout(fctx, *options.delay);
-        (void)failed.acquire(step, 1);  // an error: the delay passed
-        stop_step();                    // drops its timer at once
-      }
-      if (fctx.cancelled()) break;
-      start(i);
+  auto judge = [&res, &parent, n](std::size_t i, detail::outcome<V>&& o) {
+    if (!o.err) {
+      res.index = i;
+      if constexpr (std::is_void_v<V>)
+        res.value = true;
+      else
+        res.value = std::move(o.value);
+      return detail::verdict{true, {}};  // won: cancel the rest
     }
-    group_err = g.wait();
+    res.failures.emplace_back(i, o.err);
+    if (res.failures.size() < n) return detail::verdict{};
+    res.err = detail::cause_or(parent, std::move(o.err));
+    return detail::verdict{true, {}};  // every alternative failed
+  };
+  auto next = [&failed, hedged](std::size_t) {
+    if (hedged) failed.release(1);  // the driver starts the next one
+  };
+  detail::race<Fn, decltype(judge), decltype(next)> r(parent, f, judge, next,
+                                                      s);
+  r.start(0);
+  for (std::size_t i = 1; i < n; ++i) {
+    if (hedged) {
+      // Wait for a failure, or for delay to pass, or for the end (success
+      // or parent cancelled: r.ctx() is done, and so is step).
+      auto [step, stop_step] = with_timeout(r.ctx(), *options.delay);
+      (void)failed.acquire(step, 1);  // an error: the delay passed
+      stop_step();                    // drops its timer at once
+    }
+    if (r.ctx().cancelled()) break;
+    r.start(i);
   }
-  if (!decided) {
-    // Alternatives were skipped before a success: the parent was cancelled
-    // (or the group failed on its own, e.g. std::bad_alloc).
-    res.err = parent.cancelled() ? parent.cause() : group_err;
-  }
+  // Not decided: alternatives were skipped before a success, as the parent
+  // was cancelled (or the group failed on its own, e.g. std::bad_alloc).
+  if (error err = r.wait()) res.err = std::move(err);
   return res;
 }
 

@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -28,6 +27,7 @@
 
 #include "errgroup/context.hpp"
 #include "errgroup/detail/attempt.hpp"
+#include "errgroup/detail/race.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
 #include "errgroup/scheduler.hpp"
@@ -124,54 +124,36 @@ auto quorum(const context& parent, std::size_t n, std::size_t k, F&& f,
   }
   if (k == 0) return res;
 
-  // Not a structured binding: clang 14 cannot capture those in lambdas.
-  const context_and_cancel outer = with_cancel(parent);
-  const cancel_func& cancel = outer.cancel;
-  std::mutex mu;
-  bool decided = false;  // guarded by mu
-  error group_err;
-  {
-    group g(outer.ctx, s);
-    for (std::size_t i = 0; i < n; ++i) {
-      g.go([&, i](const context& c) {
-        auto o = detail::attempt(f, c, i);
-        error stop;  // the cause to cancel with (empty: cancelled_error)
-        {
-          std::lock_guard lock(mu);
-          if (decided) return;
-          if (!o.err) {
-            if constexpr (std::is_void_v<V>)
-              res.successes.push_back(i);
-            else
-              res.successes.emplace_back(i, std::move(*o.value));
-            if (res.successes.size() < k) return;
-          } else {
-            res.failures.emplace_back(i, std::move(o.err));
-            if (res.failures.size() <= n - k) return;
-            std::sort(
-                res.failures.begin(), res.failures.end(),
-                [](const auto& a, const auto& b) { return a.first < b.first; });
-            res.err = parent.cancelled()
-                          ? parent.cause()
-                          : make_error<quorum_error>(res.successes.size(), k, n,
-                                                     res.failures);
-            stop = res.err;
-          }
-          decided = true;
-        }
-        cancel(std::move(stop));  // outside the lock: it runs callbacks
-      });
-    }
-    group_err = g.wait();
-  }
-  if (!decided) {
-    // Tasks were skipped before the outcome was decided: the parent was
-    // cancelled (or the group failed on its own, e.g. std::bad_alloc).
-    res.err = parent.cancelled() ? parent.cause() : group_err;
-  }
   auto by_index = [](const auto& a, const auto& b) {
     return a.first < b.first;
   };
+  auto judge = [&res, &parent, n, k, by_index](std::size_t i,
+                                               detail::outcome<V>&& o) {
+    if (!o.err) {
+      if constexpr (std::is_void_v<V>)
+        res.successes.push_back(i);
+      else
+        res.successes.emplace_back(i, std::move(*o.value));
+      if (res.successes.size() < k) return detail::verdict{};
+      return detail::verdict{true, {}};  // reached: cancel the rest
+    }
+    res.failures.emplace_back(i, std::move(o.err));
+    if (res.failures.size() <= n - k) return detail::verdict{};
+    std::sort(res.failures.begin(), res.failures.end(), by_index);
+    res.err = parent.cancelled()
+                  ? parent.cause()
+                  : make_error<quorum_error>(res.successes.size(), k, n,
+                                             res.failures);
+    return detail::verdict{true, res.err};  // unreachable: cancel with it
+  };
+  {
+    detail::race<Fn, decltype(judge)> r(parent, f, judge, {}, s);
+    for (std::size_t i = 0; i < n; ++i) r.start(i);
+    // Not decided: tasks were skipped before the outcome was decided, as the
+    // parent was cancelled (or the group failed on its own, e.g.
+    // std::bad_alloc).
+    if (error err = r.wait()) res.err = std::move(err);
+  }
   std::sort(res.failures.begin(), res.failures.end(), by_index);
   if constexpr (std::is_void_v<V>)
     std::sort(res.successes.begin(), res.successes.end());

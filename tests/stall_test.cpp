@@ -50,6 +50,32 @@ void let_service_pass(std::chrono::steady_clock::duration d) {
   REQUIRE(ctx.err().is<errgroup::deadline_exceeded_error>());
 }
 
+// stall(g) stalls g, a group with limit 1: a task labelled "holder" takes
+// the slot (the constructor waits until it runs, so it holds the slot before
+// anyone waits), and a producer thread then waits in go() behind it.
+// release() lets the holder end and joins the producer. Declared after g,
+// release() it before g is destroyed.
+class stall {
+ public:
+  explicit stall(errgroup::group& g) {
+    std::latch started{1};
+    g.go("holder", [this, &started] {
+      started.count_down();
+      hold_.wait();
+    });
+    started.wait();
+    producer_ = std::thread([&g] { g.go("waiter", [] {}); });
+  }
+  void release() {
+    hold_.count_down();
+    producer_.join();
+  }
+
+ private:
+  std::latch hold_{1};
+  std::thread producer_;
+};
+
 }  // namespace
 
 TEST_SUITE("stall") {
@@ -62,13 +88,7 @@ TEST_SUITE("stall") {
       reports r;
       constexpr auto after = 20ms;
       g.on_stall(r.callback(), after);
-      std::latch started{1}, hold{1};
-      g.go("holder", [&] {
-        started.count_down();
-        hold.wait();
-      });
-      started.wait();  // it runs before anyone waits
-      std::thread producer([&] { g.go("waiter", [] {}); });  // waits
+      stall st(g);
       CHECK(test::spin_until([&] { return r.calls.load() == 1; }));
       // The stall goes on: later checks (due every `after`) stay quiet.
       let_service_pass(4 * after);
@@ -80,8 +100,7 @@ TEST_SUITE("stall") {
       CHECK(first.running == 1);
       CHECK(first.waiting == 1);
       CHECK(first.since_last_finish >= after);
-      hold.count_down();
-      producer.join();
+      st.release();
       CHECK_FALSE(g.wait());
       CHECK(r.calls.load() == 1);
     }
@@ -161,12 +180,9 @@ TEST_SUITE("stall") {
       errgroup::group g{s};
       g.set_limit(1);
       g.on_stall(r.callback(), after);
-      std::latch hold{1};
-      g.go("holder", [&] { hold.wait(); });
-      std::thread producer([&] { g.go([] {}); });
+      stall st(g);
       REQUIRE(test::spin_until([&] { return r.calls.load() == 1; }));
-      hold.count_down();
-      producer.join();
+      st.release();
     }
     let_service_pass(4 * after);
     CHECK(r.calls.load() == 1);
@@ -178,14 +194,11 @@ TEST_SUITE("stall") {
     g.set_limit(1);
     reports r;
     g.on_stall(r.callback(), std::chrono::steady_clock::duration::max());
-    std::latch hold{1};
-    g.go([&] { hold.wait(); });
-    std::thread producer([&] { g.go([] {}); });
+    stall st(g);
     REQUIRE(test::spin_until([&] { return g.counters().waiting == 1; }));
     let_service_pass(20ms);  // a check due "now" (overflowed) would run
     CHECK(r.calls.load() == 0);
-    hold.count_down();
-    producer.join();
+    st.release();
     CHECK_FALSE(g.wait());
     CHECK(r.calls.load() == 0);
   }

@@ -894,17 +894,25 @@ TEST_SUITE("weighted.fifo") {
 // OS threads contend for. These use queued_in_order on a one-thread
 // scheduler: a nudged waiter cannot retake while that thread runs `hold`.
 TEST_SUITE("weighted.barging") {
-  // occupy(g, running, release) starts a task of g that runs until
-  // release is set, and waits until it runs: the scheduler's one thread is
-  // then busy and a nudged waiter cannot try again yet.
-  void occupy(errgroup::group & g, std::atomic<bool> & running,
-              std::atomic<bool> & release) {
-    g.go([&] {
-      running.store(true);
-      while (!release.load()) std::this_thread::yield();
-    });
-    spin_until([&] { return running.load(); });
-  }
+  // occupant(g) starts a task of g that runs until release(), and waits
+  // until it runs: the scheduler's one thread is then busy and a nudged
+  // waiter cannot try again yet. Declared after g, release() it before
+  // g.wait().
+  class occupant {
+   public:
+    explicit occupant(errgroup::group& g) {
+      g.go([this] {
+        running_.store(true);
+        while (!released_.load()) std::this_thread::yield();
+      });
+      spin_until([&] { return running_.load(); });
+    }
+    void release() { released_.store(true); }
+
+   private:
+    std::atomic<bool> running_{false};
+    std::atomic<bool> released_{false};
+  };
 
   TEST_CASE("a request takes free units although a larger one waits") {
     errgroup::scheduler one{1};
@@ -952,14 +960,12 @@ TEST_SUITE("weighted.barging") {
     });
     spin_until([&] { return waiter.all_waiting(); });
     const auto queued = std::chrono::steady_clock::now();
-    std::atomic<bool> running{false};
-    std::atomic<bool> release{false};
-    occupy(g, running, release);
+    occupant busy(g);
     sem.release(10);              // wakes the waiter, which cannot run yet
     REQUIRE(sem.try_acquire(1));  // barges in before it
     // Past the bound (weighted::order::barging): its retake fails late.
     spin_until([&] { return std::chrono::steady_clock::now() - queued > 2ms; });
-    release.store(true);
+    busy.release();
     // It is back at the head and starving: nobody barges now.
     spin_until([&] { return has_waiter(sem); });
     CHECK_FALSE(served.load());
@@ -988,13 +994,11 @@ TEST_SUITE("weighted.barging") {
       if (!err) sem.release(10);
     });
     spin_until([&] { return waiter.all_waiting(); });
-    std::atomic<bool> running{false};
-    std::atomic<bool> release{false};
-    occupy(g, running, release);
+    occupant busy(g);
     sem.release(10);              // wakes the waiter: out of the queue
     REQUIRE(sem.try_acquire(1));  // its units are gone
     cancel();                     // finds nothing queued to remove
-    release.store(true);
+    busy.release();
     CHECK(!g.wait());
     CHECK(outcome.load() == 1);
     sem.release(1);

@@ -3,9 +3,13 @@
 // as an exception or an error; it never terminates the process, never loses or
 // duplicates a task, never leaks units or memory).
 //
-//   errgroup_faultinj [--mode new|tbb] [--from A] [--to B] [--jobs J]
-//                     [--timeout S] [--no-sites] [-v]
-//   errgroup_faultinj [--mode new|tbb] --one N | --site HASH
+//   errgroup_faultinj [--scenario group|results|trace] [--mode new|tbb]
+//                     [--from A] [--to B] [--jobs J] [--timeout S]
+//                     [--no-sites] [-v]
+//   errgroup_faultinj [--scenario S] [--mode new|tbb] --one N | --site HASH
+//
+// --scenario picks the workload (scenario.hpp; default group): groups and
+// budgets, the typed results (results.hpp) or the trace (trace.hpp).
 //
 // Every run of the scenario (scenario.hpp) happens in a child fork()ed from
 // this process, which never touches oneTBB or errgroup itself and stays
@@ -99,6 +103,7 @@ constexpr int exit_hang = 30;
 
 struct options {
   faultinj::mode mode = faultinj::mode::new_delete;
+  faultinj::workload workload = faultinj::workload::group;
   long from = 1;
   long to = 0;  // 0: until a run injects nothing
   int jobs = 2;
@@ -121,10 +126,11 @@ void put(int fd, const char* s) {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "errgroup_faultinj: %s\n"
-               "usage: errgroup_faultinj [--mode new|tbb] [--from A] [--to B] "
-               "[--jobs J] [--timeout S] [--no-sites] [-v]\n"
-               "       errgroup_faultinj [--mode new|tbb] --one N | --site "
-               "HASH\n",
+               "usage: errgroup_faultinj [--scenario group|results|trace] "
+               "[--mode new|tbb] [--from A] [--to B] [--jobs J] [--timeout S] "
+               "[--no-sites] [-v]\n"
+               "       errgroup_faultinj [--scenario S] [--mode new|tbb] "
+               "--one N | --site HASH\n",
                why);
   std::exit(2);
 }
@@ -145,7 +151,18 @@ options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage(what);
       return argv[++i];
     };
-    if (a == "--mode") {
+    if (a == "--scenario") {
+      const std::string w = value("--scenario needs group, results or trace");
+      bool known = false;
+      for (const faultinj::workload k :
+           {faultinj::workload::group, faultinj::workload::results,
+            faultinj::workload::trace})
+        if (w == faultinj::name(k)) {
+          o.workload = k;
+          known = true;
+        }
+      if (!known) usage("--scenario needs group, results or trace");
+    } else if (a == "--mode") {
       const std::string m = value("--mode needs new or tbb");
       if (m == "new")
         o.mode = faultinj::mode::new_delete;
@@ -810,8 +827,10 @@ class sweeper {
                   excerpt(v->details, 60).c_str());
     }
     std::printf(
-        "faultinj: replay one run in this process: errgroup_faultinj%s "
-        "--one N | --site HASH (under gdb: break faultinj_injected)\n",
+        "faultinj: replay one run in this process: errgroup_faultinj "
+        "--scenario %s%s --one N | --site HASH (under gdb: break "
+        "faultinj_injected)\n",
+        faultinj::name(o_.workload),
         o_.mode == faultinj::mode::tbb_pool ? " --mode tbb" : "");
     return 1;
   }
@@ -830,6 +849,7 @@ class sweeper {
 
 int main(int argc, char** argv) {
   const options o = parse(argc, argv);
+  faultinj::select(o.workload);  // the children inherit it
   faultinj::warm_up();
   if (o.one >= 0 || o.one_site != 0) {
     faultinj::target t;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdarg>
@@ -11,6 +12,8 @@
 #include <exception>
 #include <new>
 #include <optional>
+#include <sstream>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -20,6 +23,8 @@
 #include "errgroup/detail/node.hpp"
 #include "errgroup/error.hpp"
 #include "errgroup/group.hpp"
+#include "errgroup/results.hpp"
+#include "errgroup/trace.hpp"
 #include "errgroup/weighted.hpp"
 #include "inject.hpp"
 
@@ -262,13 +267,19 @@ errgroup::error deadline(const errgroup::context& ctx) {
   return {};
 }
 
-errgroup::error run_outer(int id, const errgroup::context& ctx) {
+// start_task(id): a task of the workload's top group starts; its end is
+// counted by a finish_guard on the record returned.
+task_record& start_task(int id) {
   scenario_thread();
   task_record& r = g_tasks[id];
   if (g_outer_waited.load())
     violation("task %d started after wait() returned", id);
   r.runs.fetch_add(1);
-  finish_guard done{r};
+  return r;
+}
+
+errgroup::error run_outer(int id, const errgroup::context& ctx) {
+  finish_guard done{start_task(id)};
   switch (id % 4) {
     case 1:
       return nested(id, ctx, /*context=*/true);
@@ -312,6 +323,39 @@ void check_counters(const errgroup::group::stats& s) {
               static_cast<long long>(s.submitted), admitted);
 }
 
+// submit(r, call, launch): launch() starts task r with a library call; a
+// throw must be an allocation failure, and leaves r unstarted. launch()
+// returns whether the task was started (try_go() may refuse).
+template <class Launch>
+void submit(task_record& r, const char* call, Launch launch) {
+  try {
+    r.state.store(launch() ? submitted : not_started);
+  } catch (...) {
+    expect_failure(std::current_exception(), call);
+    r.state.store(go_threw);
+    g_go_threw.fetch_add(1);
+  }
+}
+
+// wait_outer(g, count) waits for the workload's top group, whose tasks are
+// the first count records, checks what wait() gave and the tasks, and
+// returns whether wait() reported an error.
+bool wait_outer(errgroup::group& g, int count) {
+  bool reported = false;
+  try {
+    const errgroup::error err = g.wait();
+    expect_reported(err, "wait()");
+    reported = static_cast<bool>(err);
+  } catch (...) {
+    expect_failure(std::current_exception(), "wait()");
+    reported = true;
+  }
+  g_outer_waited.store(true);
+  g_wait_error.store(reported);
+  check_tasks(0, count, reported, "outer");
+  return reported;
+}
+
 // recover(): after the failure, the library still works. Twice (the failure
 // may be in the first try): a 1 ms deadline fires (the timer thread runs, and
 // no entry a failed deadline left behind trips it), and a fresh group runs
@@ -348,12 +392,50 @@ void recover() {
   }
 }
 
+workload g_workload = workload::group;
+
+// The workloads (scenario.hpp); each catches what its library calls throw.
+void run_group();
+void run_results();
+void run_trace();
+
 }  // namespace scenario
+
+void select(workload w) noexcept { scenario::g_workload = w; }
+
+const char* name(workload w) noexcept {
+  switch (w) {
+    case workload::group:
+      return "group";
+    case workload::results:
+      return "results";
+    case workload::trace:
+      return "trace";
+  }
+  return "?";
+}
 
 using namespace scenario;
 
 __attribute__((noinline)) void run_scenario() noexcept {
   set_stack_root(__builtin_return_address(0));
+  switch (g_workload) {
+    case workload::group:
+      run_group();
+      break;
+    case workload::results:
+      run_results();
+      break;
+    case workload::trace:
+      run_trace();
+      break;
+  }
+  recover();
+}
+
+namespace scenario {
+
+void run_group() {
   try {
     errgroup::weighted sem{budget};  // outlives the group
     {
@@ -361,32 +443,16 @@ __attribute__((noinline)) void run_scenario() noexcept {
       g.set_limit(2);
       for (int id = 0; id < outer_tasks; ++id) {
         const std::int64_t units = 1 + id % 3;
-        task_record& r = g_tasks[id];
-        try {
+        submit(g_tasks[id], "go()", [&] {
           outer_task f = make_task<outer_task>(id);
           if (id % 2 == 0)
             g.go(sem, units, std::move(f));
           else
             g.go(sem, units, f);  // copies
-          r.state.store(submitted);
-        } catch (...) {
-          expect_failure(std::current_exception(), "go()");
-          r.state.store(go_threw);
-          g_go_threw.fetch_add(1);
-        }
+          return true;
+        });
       }
-      bool reported = false;
-      try {
-        const errgroup::error err = g.wait();
-        expect_reported(err, "wait()");
-        reported = static_cast<bool>(err);
-      } catch (...) {
-        expect_failure(std::current_exception(), "wait()");
-        reported = true;
-      }
-      g_outer_waited.store(true);
-      g_wait_error.store(reported);
-      check_tasks(0, outer_tasks, reported, "outer");
+      wait_outer(g, outer_tasks);
       check_counters(g.counters());
     }
     if (sem.available() != sem.size())
@@ -398,8 +464,235 @@ __attribute__((noinline)) void run_scenario() noexcept {
     expect_failure(std::current_exception(), "the scenario's setup");
     describe(std::current_exception(), g_stopped_by, sizeof g_stopped_by);
   }
-  recover();
 }
+
+// ---- the typed results and the trace
+
+constexpr int handle_tasks = 16;     // go_result(), then try_go_result()
+constexpr int collected_tasks = 24;  // collector::go()
+static_assert(handle_tasks + collected_tasks <= all_tasks);
+
+// value_of(id) is what task id returns; making it allocates, in the task.
+// is_value_of(v, id) checks a value without allocating.
+constexpr std::size_t value_size = 8;
+std::vector<int> value_of(int id) { return std::vector<int>(value_size, id); }
+bool is_value_of(const std::vector<int>& v, int id) {
+  return v.size() == value_size &&
+         std::all_of(v.begin(), v.end(), [id](int x) { return x == id; });
+}
+
+// A value-returning task's callable. Its data is on the heap, so copying it
+// allocates.
+struct value_task {
+  int id;
+  alive a;
+  std::vector<int> data;
+  std::vector<int> operator()() const {
+    finish_guard done{start_task(id)};
+    return value_of(id);  // may throw: the task fails with it
+  }
+};
+
+// check_ended(state, err, id, reported, where): after wait(), the handle of
+// task id is not pending, its state agrees with whether the task ran, and
+// a failure or a skip is one wait() reported.
+void check_ended(errgroup::result_state state, const errgroup::error& err,
+                 int id, bool reported, const char* where) {
+  const int runs = g_tasks[id].runs.load();
+  switch (state) {
+    case errgroup::result_state::pending:
+      violation("%s task %d: its handle is still pending after wait()", where,
+                id);
+      return;
+    case errgroup::result_state::succeeded:
+      if (runs != 1)
+        violation("%s task %d: succeeded but ran %d times", where, id, runs);
+      return;
+    case errgroup::result_state::failed:
+      if (runs != 1)
+        violation("%s task %d: failed but ran %d times", where, id, runs);
+      expect_reported(err, where);
+      break;
+    case errgroup::result_state::skipped:
+      if (runs != 0)
+        violation("%s task %d: skipped but ran %d times", where, id, runs);
+      break;
+  }
+  if (!reported)
+    violation("%s task %d did not succeed but wait() reported no error", where,
+              id);
+}
+
+// The go_result() / try_go_result() handles, then a collector, on a context
+// group with limit 2; then every handle and entry is checked, and the
+// collector's values() taken.
+void run_results() {
+  try {
+    auto [g, ctx] = errgroup::with_context(errgroup::context::background());
+    g.set_limit(2);
+    std::vector<errgroup::result<std::vector<int>>> handles;
+    std::vector<int> entry_ids;  // the collector's entries, by task id
+    {
+      exempt_scope exempt;
+      handles.reserve(handle_tasks);
+      entry_ids.reserve(collected_tasks);
+    }
+    errgroup::collector<std::vector<int>> c(g);  // may throw
+    for (int id = 0; id < handle_tasks + collected_tasks; ++id) {
+      submit(g_tasks[id], "go_result() / collector", [&] {
+        value_task f = make_task<value_task>(id);
+        if (id < handle_tasks / 2) {
+          handles.push_back(id % 2 == 0 ? errgroup::go_result(g, std::move(f))
+                                        : errgroup::go_result(g, f));
+          return true;
+        }
+        if (id < handle_tasks) {
+          handles.push_back(errgroup::try_go_result(g, f));  // copies
+          return handles.back().valid();
+        }
+        if (id % 2 == 0)
+          c.go(std::move(f));
+        else
+          c.go(f);  // copies
+        entry_ids.push_back(id);
+        return true;
+      });
+    }
+    const bool reported = wait_outer(g, handle_tasks + collected_tasks);
+
+    // The handles: one per go_result() that returned and try_go_result()
+    // that started its task, holding its task's value or its error.
+    std::size_t h = 0;
+    for (int id = 0; id < handle_tasks; ++id) {
+      if (g_tasks[id].state.load() == go_threw) continue;
+      const auto& res = handles.at(h++);
+      if (!res.valid()) continue;  // try_go_result() found no free slot
+      const auto state = res.state();
+      if (state == errgroup::result_state::pending) {
+        check_ended(state, {}, id, reported, "go_result");
+        continue;
+      }
+      check_ended(state, res.err(), id, reported, "go_result");
+      if (state == errgroup::result_state::succeeded &&
+          !is_value_of(res.get(), id))
+        violation("go_result task %d: get() is not the task's value", id);
+    }
+    if (h != handles.size())
+      violation("%zu handles for %zu go_result() calls that returned",
+                handles.size(), h);
+
+    // The collector: an entry per go() that returned, in submission order.
+    if (c.size() != entry_ids.size())
+      violation("collector: size()=%zu but %zu go() calls returned", c.size(),
+                entry_ids.size());
+    bool all = c.size() == entry_ids.size();
+    for (std::size_t i = 0; i < std::min(c.size(), entry_ids.size()); ++i) {
+      const auto state = c.state(i);
+      all = all && state == errgroup::result_state::succeeded;
+      check_ended(state,
+                  state == errgroup::result_state::pending ? errgroup::error()
+                                                           : c.err(i),
+                  entry_ids[i], reported, "collector");
+    }
+    try {
+      const std::vector<std::vector<int>> values = c.values();
+      if (!all)
+        violation("collector: values() returned although an entry failed");
+      for (std::size_t i = 0; i < values.size(); ++i)
+        if (i >= entry_ids.size() || !is_value_of(values[i], entry_ids[i]))
+          violation("collector: values()[%zu] is not its task's value", i);
+    } catch (...) {
+      // An entry failed (its error, as get() would throw it), or values()
+      // could not allocate its vector.
+      if (all)
+        expect_failure(std::current_exception(), "collector::values()");
+      else
+        expect_reported(std::current_exception(), "collector::values()");
+    }
+  } catch (...) {
+    // with_context(), set_limit() or the collector threw: nothing started.
+    expect_failure(std::current_exception(), "the scenario's setup");
+    describe(std::current_exception(), g_stopped_by, sizeof g_stopped_by);
+  }
+}
+
+// occurrences(s, what) counts the occurrences of what in s.
+long occurrences(const std::string& s, const char* what) {
+  long n = 0;
+  for (std::size_t at = s.find(what); at != std::string::npos;
+       at = s.find(what, at + 1))
+    ++n;
+  return n;
+}
+
+// A traced context group with limit 2 runs labelled tasks (the outer tasks
+// of the group workload: half nest an untraced group, one waits for a
+// deadline); then every task must have a record, or
+// be counted as lost, and write_chrome_json() must write an event for each
+// record or throw.
+void run_trace() {
+  try {
+    errgroup::trace t;  // outlives the groups
+    errgroup::group::stats stats;
+    bool traced = false;
+    {
+      auto [g, ctx] = errgroup::with_context(errgroup::context::background());
+      g.set_limit(2);
+      g.trace_to(t, "outer");  // may throw: the group is then not traced
+      traced = true;
+      constexpr int tasks = 40;
+      for (int id = 0; id < tasks; ++id) {
+        submit(g_tasks[id], "go(label, f)", [&] {
+          outer_task f = make_task<outer_task>(id);
+          if (id % 2 == 0)
+            g.go("task", std::move(f));
+          else
+            g.go("task", f);  // copies
+          return true;
+        });
+      }
+      wait_outer(g, tasks);
+      stats = g.counters();
+    }
+    if (!traced) return;
+    // Every submitted task of the outer group has a record (ran or
+    // skipped), or a lost() count. The nested groups are not traced.
+    std::vector<errgroup::trace::task> records;
+    {
+      exempt_scope exempt;
+      records = t.tasks();
+    }
+    const std::int64_t recorded =
+        static_cast<std::int64_t>(records.size()) + t.lost();
+    if (recorded != stats.submitted)
+      violation(
+          "trace: %zu records + %lld lost for %lld tasks submitted (a task "
+          "neither recorded nor counted)",
+          records.size(), static_cast<long long>(t.lost()),
+          static_cast<long long>(stats.submitted));
+    long ran = 0;
+    for (const auto& rec : records)
+      ran += rec.how == errgroup::trace::outcome::skipped ? 0 : 1;
+    std::ostringstream out;
+    try {
+      t.write_chrome_json(out);
+    } catch (...) {
+      expect_failure(std::current_exception(), "write_chrome_json()");
+      return;
+    }
+    exempt_scope exempt;
+    const std::string json = out.str();
+    if (out.good() && occurrences(json, R"("ph":"X")") != ran)
+      violation("write_chrome_json(): %ld complete events for %ld tasks run",
+                occurrences(json, R"("ph":"X")"), ran);
+  } catch (...) {
+    // trace(), with_context() or set_limit() threw: nothing started.
+    expect_failure(std::current_exception(), "the scenario's setup");
+    describe(std::current_exception(), g_stopped_by, sizeof g_stopped_by);
+  }
+}
+
+}  // namespace scenario
 
 void check_after(long pool_blocks_before, long new_blocks_before,
                  long new_blocks_allowed) noexcept {

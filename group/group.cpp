@@ -29,6 +29,7 @@ group_task& new_task(group_state& g, std::size_t size, std::size_t align,
   auto* t = ::new (mem) group_task(g, ops, static_cast<std::uint32_t>(block));
   t->callable_offset_ = static_cast<std::uint16_t>(offset);
   t->pool_ = pool;
+  t->constructed_ = true;  // go() constructs the callable next, or frees t
   return *t;
 }
 
@@ -38,9 +39,10 @@ std::size_t task_size(std::size_t size, std::size_t align) noexcept {
   return group_task::offset(align) + size;
 }
 
-void constructed(group_task& t) noexcept { t.constructed_ = true; }
-
-void free_task(group_task& t) noexcept { t.destroy(nullptr); }
+void unconstructed(group_task& t) noexcept {
+  t.constructed_ = false;
+  t.destroy(nullptr);
+}
 
 void group_task::destroy(const d1::execution_data* ed) noexcept {
   if (constructed_) ops_->destroy(callable());
@@ -369,7 +371,8 @@ group::group(const context& parent, scheduler& s)
 group::group(isolated_t, const context& parent, scheduler& s)
     : group(detail::node::make(parent.node(), /*belongs=*/false), true, s) {}
 
-group::group(std::shared_ptr<detail::node> n, bool has_context, scheduler& s) {
+group::group(std::shared_ptr<detail::node> n, bool has_context, scheduler& s)
+    : has_context_(has_context) {
   ::new (state_) detail::group_state(std::move(n), has_context, s);
 }
 

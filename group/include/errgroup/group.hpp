@@ -116,7 +116,7 @@ class group {
   template <class F>
   void go(F&& f) {
     static_assert(detail::check_task<std::decay_t<F>>());
-    if (skip_cancelled()) return;  // f is dropped without a task
+    if (has_context_ && skip_cancelled()) return;  // f dropped, no task
     submit(make_task(std::forward<F>(f)), nullptr, 0);
   }
 
@@ -182,7 +182,7 @@ class group {
   template <class F>
   void go(std::string label, F&& f) {
     static_assert(detail::check_task<std::decay_t<F>>());
-    if (skip_cancelled(label)) return;  // f is dropped without a task
+    if (has_context_ && skip_cancelled(label)) return;  // f dropped, no task
     auto fn = labelled(label, std::forward<F>(f));
     submit(make_task(std::move(fn), std::move(label)), nullptr, 0);
   }
@@ -290,10 +290,9 @@ class group {
     try {
       ::new (detail::callable_of(t)) D(std::forward<A>(a)...);
     } catch (...) {
-      detail::free_task(t);
+      detail::unconstructed(t);
       throw;
     }
-    detail::constructed(t);
     return t;
   }
   template <class F>
@@ -332,6 +331,8 @@ class group {
 
   // The trace this group records into (trace_to), or null: read by go().
   detail::trace_sink* tracer_ = nullptr;
+  // A context group (only those skip a go() after cancellation): read by go().
+  const bool has_context_;
   // The group's state (group/group_state.hpp), in place: no allocation.
   static constexpr std::size_t state_size = 960;
   alignas(64) unsigned char state_[state_size];

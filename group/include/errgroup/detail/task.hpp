@@ -75,14 +75,13 @@ inline constexpr task_ops ops_of{
     [](void* f) noexcept { static_cast<F*>(f)->~F(); }};
 
 // new_task(g, size, align, ops) allocates a task of g whose callable (of
-// that size and alignment) the caller constructs at callable_of(t), then
-// marks with constructed(t). free_task(t) frees a task not handed to the
-// group. Throws std::bad_alloc.
+// that size and alignment) the caller constructs at callable_of(t). When
+// that construction throws, unconstructed(t) frees the task. Throws
+// std::bad_alloc.
 group_task& new_task(group_state& g, std::size_t size, std::size_t align,
                      const task_ops& ops);
 void* callable_of(group_task& t) noexcept;
-void constructed(group_task& t) noexcept;
-void free_task(group_task& t) noexcept;
+void unconstructed(group_task& t) noexcept;
 // task_size(size, align): the bytes one such task takes (for benchmarks).
 std::size_t task_size(std::size_t size, std::size_t align) noexcept;
 

@@ -14,8 +14,11 @@
 // order::barging), counting_semaphore
 // (std::counting_semaphore, single units only), mutex_cv (a mutex +
 // condition_variable reference, not FIFO), atomic_floor (uncontended only:
-// one CAS to take and one to give back, the floor on this machine). Unit: ns
-// per pair = wall / pairs.
+// one CAS to take and one to give back, the floor on this machine),
+// spin_yield (contended only: a CAS, and sched_yield between attempts; no
+// queue, no fairness, no cancellation: the floor for OS threads that wait,
+// where every yield while held is a context switch). Unit: ns per pair =
+// wall / pairs.
 #include <atomic>
 #include <condition_variable>
 #include <errgroup/errgroup.hpp>
@@ -72,6 +75,17 @@ struct atomic_floor_impl {
     while (!held.compare_exchange_weak(s, s - n, std::memory_order_release,
                                        std::memory_order_relaxed)) {
     }
+  }
+};
+
+// The floor for OS threads contending: nobody parks, nobody is woken; a
+// thread that finds too few units yields its CPU and tries again. Not a
+// semaphore anybody should use (it burns CPU while waiting, and starves
+// large requests); only run contended.
+struct spin_yield_impl : atomic_floor_impl {
+  using atomic_floor_impl::atomic_floor_impl;
+  void acquire(std::int64_t n) {
+    while (!try_acquire(n)) std::this_thread::yield();
   }
 };
 
@@ -160,16 +174,18 @@ void contended(benchmark::State& st, std::int64_t size, int threads,
 
 template <class Impl>
 void reg_all(const std::string& impl, bool multi_unit,
-             bool with_contended = true) {
+             bool with_contended = true, bool with_uncontended = true) {
   auto reg = [&](const std::string& name, auto fn) {
     benchmark::RegisterBenchmark((name + "/" + impl).c_str(), fn)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   };
-  reg("sem/uncontended_acquire",
-      [](benchmark::State& st) { uncontended<Impl>(st, false); });
-  reg("sem/uncontended_try",
-      [](benchmark::State& st) { uncontended<Impl>(st, true); });
+  if (with_uncontended) {
+    reg("sem/uncontended_acquire",
+        [](benchmark::State& st) { uncontended<Impl>(st, false); });
+    reg("sem/uncontended_try",
+        [](benchmark::State& st) { uncontended<Impl>(st, true); });
+  }
   if (!with_contended) return;
   for (int g : {2, 8})
     reg("sem/contended_size1_g" + std::to_string(g), [g](benchmark::State& st) {
@@ -192,6 +208,7 @@ int setup() {
   reg_all<counting_impl>("counting_semaphore", false);
   reg_all<mutex_cv_impl>("mutex_cv", true);
   reg_all<atomic_floor_impl>("atomic_floor", true, false);
+  reg_all<spin_yield_impl>("spin_yield", true, true, false);
   return 0;
 }
 

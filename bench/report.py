@@ -204,14 +204,16 @@ PEER_ROWS = (
         (Var("sem/contended_size1_g8/errgroup", "weighted"),
          Var("sem/contended_size1_g8/errgroup_barging", "barging")),
         (Var("sem/contended_size1_g8/counting_semaphore",
-             "counting_semaphore"),),
+             "counting_semaphore"),
+         Var("sem/contended_size1_g8/spin_yield", "spin_yield floor")),
         (), (),
         (Go("sem.contended.size1.g8", "8 goroutines"),))),
     PeerRow("weighted mix size 100, 32 OS threads, yield while held", "ns/op",
             "ns_per_op", (
                 (Var("sem/saturated_g32/errgroup", "weighted"),
          Var("sem/saturated_g32/errgroup_barging", "barging")),
-                (), (), (),
+                (Var("sem/saturated_g32/spin_yield", "spin_yield floor"),),
+                (), (),
                 (Go("sem.weighted-mix-saturated.size100.g32",
                     "32 goroutines"),))),
 )

@@ -157,8 +157,8 @@ waiter* gate::admit_locked() noexcept {
     if (nudge) {
       // Let it try for itself (a running thread may take the units first),
       // one at a time: it goes on with the queue when it retakes.
-      if (nudging_) break;
-      nudging_ = true;
+      if (nudging_.load(std::memory_order_relaxed)) break;
+      nudging_.store(true, std::memory_order_relaxed);
       unlink_locked(*w);
       w->state_.store(waiter::nudged, std::memory_order_release);
       append(w);
@@ -277,6 +277,28 @@ void gate::cancel_all() noexcept {
 }
 
 void gate::release_slow(std::int64_t n) {
+  if (barging_) {
+    // The units go back without the lock. A nudged waiter that has not
+    // retaken yet will find them (retake() clears nudging_ before it looks),
+    // so with one in flight there is nobody to wake: a release does not
+    // queue behind the others on the lock.
+    std::int64_t s = state_.load(std::memory_order_relaxed);
+    do {
+      if (n < 0 || (s & ~waiters_bit) < n)
+        throw std::logic_error("semaphore: released more than held");
+    } while (!state_.compare_exchange_weak(s, s - n, std::memory_order_seq_cst,
+                                           std::memory_order_relaxed));
+    if (nudging_.load(std::memory_order_seq_cst) &&
+        !starving_.load(std::memory_order_relaxed))
+      return;
+    waiter* granted = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      granted = admit_locked();
+    }
+    wake_all(granted);
+    return;
+  }
   waiter* granted = nullptr;
   {
     std::lock_guard lock(mu_);
@@ -296,9 +318,11 @@ bool gate::retake(waiter& w) noexcept {
   bool took = false;
   {
     std::lock_guard lock(mu_);
-    nudging_ = false;
+    // Cleared before we look at the units: a release that comes after our
+    // look sees it cleared and nudges again (release_slow).
+    nudging_.store(false, std::memory_order_seq_cst);
     // The bit first, as in take_or_enqueue: a release from now on locks.
-    state_.fetch_or(waiters_bit, std::memory_order_acq_rel);
+    state_.fetch_or(waiters_bit, std::memory_order_seq_cst);
     if (take_locked(w.n_)) {
       w.state_.store(waiter::granted, std::memory_order_relaxed);
       took = true;

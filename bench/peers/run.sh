@@ -105,7 +105,7 @@ declare -A filter=(
   [spawn]='^spawn/(group_plain|group_limit2|tbb_task_group|taskflow_[a-z0-9_]+|stdexec_[a-z0-9_]+)/'
   [map]='^map/(seq|chunk4096_unlimited|tbb_parallel_for|taskflow_[a-z0-9_]+|stdexec_[a-z0-9_]+)/'
   [cancel]='^cancel/(unlimited|tbb_task_group|taskflow_[a-z_]+|stdexec_[a-z_]+)/'
-  [semaphore]='^sem/(uncontended_acquire|contended_size1_g8|saturated_g32)/(errgroup|errgroup_barging|counting_semaphore)/'
+  [semaphore]='^sem/(uncontended_acquire|contended_size1_g8|saturated_g32)/(errgroup|errgroup_barging|counting_semaphore|spin_yield)/'
 )
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }

@@ -11,9 +11,10 @@
 // although others wait, and a release wakes the head waiter to try again
 // (a nudge) instead of handing it the units: a running thread takes them
 // rather than waiting for a parked one to be scheduled, a context switch
-// per grant. Unfairness is bounded: once a waiter has been the head for
-// starve_after (1 ms, as Go's sync.Mutex), the gate is fifo until that
-// waiter is served.
+// per grant. While a nudged waiter has not tried yet, a release gives its
+// units back without the lock: that waiter will find them. Unfairness is
+// bounded: once a waiter has been the head for starve_after (1 ms, as Go's
+// sync.Mutex), the gate is fifo until that waiter is served.
 //
 // A waiter is woken exactly once per decision, outside the lock, by whoever
 // made it: the releaser that granted or nudged it, or the canceller that
@@ -211,7 +212,7 @@ class gate {
   std::mutex mu_;
   waiter* head_ = nullptr;  // guarded by mu_
   waiter* tail_ = nullptr;
-  bool nudging_ = false;               // a nudged waiter has not retaken yet
+  std::atomic<bool> nudging_{false};   // a nudged waiter has not retaken yet
   std::atomic<bool> starving_{false};  // a barging gate serves fifo for now
 };
 

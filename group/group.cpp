@@ -20,8 +20,8 @@ static_assert(sizeof(group_task) <= 192,
 
 // ---- tasks ----
 
-group_task& new_task(group_state& g, std::size_t size, std::size_t align,
-                     const task_ops& ops) {
+new_block new_task(group_state& g, std::size_t size, std::size_t align,
+                   const task_ops& ops) {
   const std::size_t offset = group_task::offset(align);
   const std::size_t block = offset + size;
   d1::small_object_pool* pool = nullptr;
@@ -30,10 +30,8 @@ group_task& new_task(group_state& g, std::size_t size, std::size_t align,
   t->callable_offset_ = static_cast<std::uint16_t>(offset);
   t->pool_ = pool;
   t->constructed_ = true;  // go() constructs the callable next, or frees t
-  return *t;
+  return {*t, t->callable()};
 }
-
-void* callable_of(group_task& t) noexcept { return t.callable(); }
 
 std::size_t task_size(std::size_t size, std::size_t align) noexcept {
   return group_task::offset(align) + size;

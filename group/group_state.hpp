@@ -263,8 +263,9 @@ class group_state {
   std::atomic<bool> waited_{false};
   std::atomic<bool> has_error_{false};
 
-  // Producers and finishing tasks share this line (as with oneTBB's own
-  // wait_context); running tasks count themselves on the next one. A task
+  // Producers and finishing tasks share the wait_context's line (as with
+  // oneTBB's own); submitted, which only producers write, has its own, and
+  // running tasks count themselves on the next one. A task
   // is counted submitted (by one_submitted) when it is spawned or skipped,
   // and done (succeeded, failed or skipped) before the group stops waiting
   // for it. Bit 0 of submitted says a poke is in flight (spawn()).
@@ -272,7 +273,7 @@ class group_state {
   static constexpr std::int64_t one_submitted = 2;
   struct alignas(64) hot {
     d1::wait_context wait{0};
-    std::atomic<std::int64_t> submitted{0};
+    alignas(64) std::atomic<std::int64_t> submitted{0};
   } hot_;
   struct alignas(64) run_counts {
     std::atomic<std::int64_t> running{0};

@@ -285,15 +285,15 @@ class group {
   }
   template <class D, class... A>
   detail::group_task& build(A&&... a) {
-    detail::group_task& t =
+    const detail::new_block b =
         detail::new_task(state(), sizeof(D), alignof(D), detail::ops_of<D>);
     try {
-      ::new (detail::callable_of(t)) D(std::forward<A>(a)...);
+      ::new (b.callable) D(std::forward<A>(a)...);
     } catch (...) {
-      detail::unconstructed(t);
+      detail::unconstructed(b.task);
       throw;
     }
-    return t;
+    return b.task;
   }
   template <class F>
   bool try_start(detail::gate* budget, std::int64_t n, F&& f) {

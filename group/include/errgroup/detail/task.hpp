@@ -75,12 +75,15 @@ inline constexpr task_ops ops_of{
     [](void* f) noexcept { static_cast<F*>(f)->~F(); }};
 
 // new_task(g, size, align, ops) allocates a task of g whose callable (of
-// that size and alignment) the caller constructs at callable_of(t). When
-// that construction throws, unconstructed(t) frees the task. Throws
+// that size and alignment) the caller constructs at .callable. When that
+// construction throws, unconstructed(.task) frees the task. Throws
 // std::bad_alloc.
-group_task& new_task(group_state& g, std::size_t size, std::size_t align,
-                     const task_ops& ops);
-void* callable_of(group_task& t) noexcept;
+struct new_block {
+  group_task& task;
+  void* callable;
+};
+new_block new_task(group_state& g, std::size_t size, std::size_t align,
+                   const task_ops& ops);
 void unconstructed(group_task& t) noexcept;
 // task_size(size, align): the bytes one such task takes (for benchmarks).
 std::size_t task_size(std::size_t size, std::size_t align) noexcept;

@@ -85,8 +85,10 @@ group_state::group_state(std::shared_ptr<node> n, bool has_context,
       ctx_(has_context ? context(node_) : context()),
       has_context_(has_context),
       uncaught_(std::uncaught_exceptions()) {
-  if (has_context_)
+  if (has_context_) {
+    window_ = 64 * std::int64_t{s.max_concurrency()};
     cancel_all_.emplace(node_->stop_source().get_token(), cancel_queued{this});
+  }
 }
 
 group_state::~group_state() {
@@ -182,11 +184,16 @@ void group_state::submit(group_task& t) {
     skip(t, nullptr);
     return;
   }
+  if (limit < 0 && t.budget_ == nullptr && window_ > 0 && spills()) {
+    t.stage_ = stage::admitted;
+    spill(t);
+    return;
+  }
   t.stage_ = limit > 0 ? stage::slot : stage::units;
   if (admit(t, /*may_block=*/true)) spawn(t);
 }
 
-void group_state::spawn(group_task& t) {
+void group_state::spawn(group_task& t, std::int64_t count) {
   // A task of ours (or oneTBB work nested in one) goes back to a loop that
   // runs our tasks. Anyone else may not, and oneTBB's spawn alone can leave
   // t unseen by sleeping threads: its check for sleepers is not fenced
@@ -206,13 +213,14 @@ void group_state::spawn(group_task& t) {
       return;
     }
     if (own) {
-      hot_.submitted.fetch_add(one_submitted, std::memory_order_relaxed);
+      if (count != 0)
+        hot_.submitted.fetch_add(count, std::memory_order_relaxed);
       return;
     }
     std::int64_t s = hot_.submitted.load(std::memory_order_relaxed);
-    while (!hot_.submitted.compare_exchange_weak(
-        s, (s + one_submitted) | poke_bit, std::memory_order_seq_cst,
-        std::memory_order_relaxed)) {
+    while (!hot_.submitted.compare_exchange_weak(s, (s + count) | poke_bit,
+                                                 std::memory_order_seq_cst,
+                                                 std::memory_order_relaxed)) {
     }
     if (s & poke_bit) return;
     hot_.wait.reserve();  // the poke holds wait() until it has run
@@ -250,6 +258,9 @@ void group_state::run(group_task& t, d1::execution_data& ed) noexcept {
     return;
   }
   start();
+  // A queued task started: the spill may move tasks in (spill.cpp).
+  if (spill_.size.load(std::memory_order_seq_cst) > 0)
+    unspill(d1::is_stolen(ed));
   error e;
   {
     task_frame frame(*node_);  // tbb_context() in the task is its own
@@ -262,7 +273,7 @@ void group_state::run(group_task& t, d1::execution_data& ed) noexcept {
 
 void group_state::start() noexcept {
   const std::int64_t now =
-      run_.running.fetch_add(1, std::memory_order_relaxed) + 1;
+      run_.running.fetch_add(1, std::memory_order_seq_cst) + 1;
   std::int64_t peak = run_.peak.load(std::memory_order_relaxed);
   while (now > peak && !run_.peak.compare_exchange_weak(
                            peak, now, std::memory_order_relaxed)) {
@@ -291,7 +302,9 @@ void group_state::finish(holdings held, error e, bool skipped) noexcept {
   (skipped  ? skipped_
    : failed ? failed_
             : run_.succeeded)
-      .fetch_add(1, std::memory_order_release);
+      .fetch_add(1, std::memory_order_seq_cst);
+  // Done: the spill may move tasks in (spill.cpp).
+  if (spill_.size.load(std::memory_order_seq_cst) > 0) unspill(false);
   if (extras* x = extras_.load(std::memory_order_acquire)) x->finished(*this);
   hot_.wait.release();  // last: wait() may return and the group go away
 }

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -283,13 +284,30 @@ class group_state {
   std::atomic<std::int64_t> waiting_{0};
   std::atomic<std::int64_t> failed_{0};
   std::atomic<std::int64_t> skipped_{0};
+
+  // The spill (spill.cpp): a context group without a limit keeps at most
+  // window_ tasks queued in oneTBB (spawned, not started); past that, go()
+  // queues the task here, and tasks take it out as they start (or finish),
+  // keeping oneTBB's queue at the window. A cancellation drops what is
+  // here in one pass instead of oneTBB skipping it task by task.
+  struct alignas(64) spill_list {
+    std::mutex mu;
+    std::deque<group_task*> tasks;  // guarded by mu; first in, first out
+    std::atomic<std::int64_t> size{0};
+  } spill_;
+  std::int64_t window_ = 0;  // 0: the group never spills
+  std::atomic<bool> spilling_{false};
   gate slots_{0};
   poke poke_{*this};
   // On a context group: when the context is cancelled, every task queued
-  // for a slot is woken as cancelled (and skipped) in one pass.
+  // for a slot is woken as cancelled (and skipped), and the spill dropped,
+  // in one pass each.
   struct cancel_queued {
     group_state* g;
-    void operator()() const noexcept { g->slots_.cancel_all(); }
+    void operator()() const noexcept {
+      g->slots_.cancel_all();
+      g->drop_spill();
+    }
   };
   std::optional<std::stop_callback<cancel_queued>> cancel_all_;
   mutable std::mutex mu_;
@@ -306,8 +324,22 @@ class group_state {
   // abandoned (nothing held, not counted), when oneTBB cannot take it.
   // spawn_or_fail(t) is spawn(t) for a thread that is not the producer's:
   // it records the failure as the group's error instead.
-  void spawn(group_task& t);
+  // spawn(t, count) counts t submitted by count (0: it already is).
+  void spawn(group_task& t, std::int64_t count = one_submitted);
   void spawn_or_fail(group_task& t) noexcept;
+  // The spill (spill.cpp). spills() says whether go() queues its task here
+  // now; spill(t) does (throws std::bad_alloc, with t abandoned), and takes
+  // tasks out itself if no task of oneTBB's queue would; unspill(thief) moves
+  // tasks to oneTBB up to the window when due (drops them all when cancelled),
+  // called by a task that starts (thief: it was stolen) or finishes; queued()
+  // is how many wait in oneTBB's queue.
+  bool spills() noexcept;
+  void spill(group_task& t);
+  void unspill(bool thief) noexcept;
+  void drop_spill() noexcept;
+  // take_spilled(out, most) takes up to most tasks, first in first out.
+  std::int64_t take_spilled(group_task** out, std::int64_t most) noexcept;
+  std::int64_t queued() const noexcept;
   void start() noexcept;
   void finish(holdings held, error e, bool skipped) noexcept;
   void record(error e) noexcept;

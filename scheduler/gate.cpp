@@ -281,18 +281,25 @@ void gate::cancel_all() noexcept {
   wake_all(first);
 }
 
+// give_back(n) returns n held units, keeping waiters_bit, or throws and
+// changes nothing. Sequentially consistent: the barging release pairs it
+// with its load of nudging_ (Dekker with retake()).
+void gate::give_back(std::int64_t n) {
+  std::int64_t s = state_.load(std::memory_order_relaxed);
+  do {
+    if (n < 0 || (s & ~waiters_bit) < n)
+      throw std::logic_error("semaphore: released more than held");
+  } while (!state_.compare_exchange_weak(s, s - n, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed));
+}
+
 void gate::release_slow(std::int64_t n) {
   if (barging_) {
     // The units go back without the lock. A nudged waiter that has not
     // retaken yet will find them (retake() clears nudging_ before it looks),
     // so with one in flight there is nobody to wake: a release does not
     // queue behind the others on the lock.
-    std::int64_t s = state_.load(std::memory_order_relaxed);
-    do {
-      if (n < 0 || (s & ~waiters_bit) < n)
-        throw std::logic_error("semaphore: released more than held");
-    } while (!state_.compare_exchange_weak(s, s - n, std::memory_order_seq_cst,
-                                           std::memory_order_relaxed));
+    give_back(n);
     if (nudging_.load(std::memory_order_seq_cst) &&
         !starving_.load(std::memory_order_relaxed))
       return;
@@ -307,12 +314,7 @@ void gate::release_slow(std::int64_t n) {
   waiter* granted = nullptr;
   {
     std::lock_guard lock(mu_);
-    std::int64_t s = state_.load(std::memory_order_relaxed);
-    do {
-      if (n < 0 || (s & ~waiters_bit) < n)
-        throw std::logic_error("semaphore: released more than held");
-    } while (!state_.compare_exchange_weak(s, s - n, std::memory_order_release,
-                                           std::memory_order_relaxed));
+    give_back(n);
     granted = admit_locked();
   }
   wake_all(granted);

@@ -187,6 +187,7 @@ class gate {
   static constexpr std::int64_t waiters_bit = std::int64_t{1} << 62;
   bool try_acquire_slow(std::int64_t n) noexcept;
   void release_slow(std::int64_t n);
+  void give_back(std::int64_t n);
   // may_barge(): new requests may take free units past the waiters.
   bool may_barge() const noexcept {
     return barging_ && !starving_.load(std::memory_order_relaxed);

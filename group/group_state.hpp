@@ -13,7 +13,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -112,7 +111,13 @@ class group_task final : public d1::task {
   bool holds_slot_ = false;
   bool holds_units_ = false;
   std::atomic<int> handshake_{0};
-  gate* waiting_at_ = nullptr;
+  // Where the task waits: at a gate, for a slot or units (queued there by
+  // its waiter_), or in its group's spill (the task spilled after it).
+  // Never both: only a task that needs neither a slot nor units spills.
+  union {
+    gate* waiting_at_ = nullptr;
+    group_task* next_spilled_;
+  };
   admission_waiter waiter_;
   struct canceller {
     group_task* task;
@@ -292,7 +297,9 @@ class group_state {
   // here in one pass instead of oneTBB skipping it task by task.
   struct alignas(64) spill_list {
     std::mutex mu;
-    std::deque<group_task*> tasks;  // guarded by mu; first in, first out
+    // First in, first out, linked through next_spilled_: no allocation.
+    group_task* head = nullptr;  // guarded by mu
+    group_task* tail = nullptr;  // guarded by mu
     std::atomic<std::int64_t> size{0};
   } spill_;
   std::int64_t window_ = 0;  // 0: the group never spills
@@ -328,13 +335,13 @@ class group_state {
   void spawn(group_task& t, std::int64_t count = one_submitted);
   void spawn_or_fail(group_task& t) noexcept;
   // The spill (spill.cpp). spills() says whether go() queues its task here
-  // now; spill(t) does (throws std::bad_alloc, with t abandoned), and takes
+  // now; spill(t) does (never fails: the spill is a linked list), and takes
   // tasks out itself if no task of oneTBB's queue would; unspill(thief) moves
   // tasks to oneTBB up to the window when due (drops them all when cancelled),
   // called by a task that starts (thief: it was stolen) or finishes; queued()
   // is how many wait in oneTBB's queue.
   bool spills() noexcept;
-  void spill(group_task& t);
+  void spill(group_task& t) noexcept;
   void unspill(bool thief) noexcept;
   void drop_spill() noexcept;
   // take_spilled(out, most) takes up to most tasks, first in first out.

@@ -59,15 +59,12 @@ bool group_state::spills() noexcept {
   return spilling_.load(std::memory_order_relaxed);
 }
 
-void group_state::spill(group_task& t) {
+void group_state::spill(group_task& t) noexcept {
+  t.next_spilled_ = nullptr;
   {
     std::lock_guard lock(spill_.mu);
-    try {
-      spill_.tasks.push_back(&t);
-    } catch (...) {
-      abandon(t);  // nothing held, not counted
-      throw;
-    }
+    (spill_.tail != nullptr ? spill_.tail->next_spilled_ : spill_.head) = &t;
+    spill_.tail = &t;
     // The size before the count: queued() never counts t as in oneTBB.
     spill_.size.fetch_add(1, std::memory_order_seq_cst);
     hot_.submitted.fetch_add(one_submitted, std::memory_order_seq_cst);
@@ -81,10 +78,13 @@ std::int64_t group_state::take_spilled(group_task** out,
                                        std::int64_t most) noexcept {
   std::lock_guard lock(spill_.mu);
   std::int64_t n = 0;
-  while (n < most && !spill_.tasks.empty()) {
-    out[n++] = spill_.tasks.front();
-    spill_.tasks.pop_front();
+  while (n < most && spill_.head != nullptr) {
+    group_task* t = spill_.head;
+    spill_.head = t->next_spilled_;
+    t->waiting_at_ = nullptr;  // waits nowhere now
+    out[n++] = t;
   }
+  if (spill_.head == nullptr) spill_.tail = nullptr;
   spill_.size.fetch_sub(n, std::memory_order_seq_cst);
   return n;
 }

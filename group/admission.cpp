@@ -216,16 +216,11 @@ void group_state::began_waiting() noexcept {
 }
 
 void group_state::admitted_after_wait(group_task& t) noexcept {
-  if (extras* x = extras_.load(std::memory_order_acquire); x && x->trace)
-    stub_of(t.callable()).admitted();
+  if (t.ops_->has_stub) stub_of(t.callable()).admitted();
 }
 
 void group_state::not_a_task(group_task& t) noexcept {
-  // Every task of a traced group is traced: trace_to() is refused while
-  // tasks are active.
-  if (extras* x = extras_.load(std::memory_order_acquire);
-      x && x->trace && t.constructed_)
-    stub_of(t.callable()).discard();
+  if (t.ops_->has_stub && t.constructed_) stub_of(t.callable()).discard();
 }
 
 }  // namespace errgroup::detail

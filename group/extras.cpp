@@ -24,7 +24,6 @@ extras& group_state::use_extras() {
 }
 
 void extras::finished(const group_state& g) noexcept {
-  if (stall) stall->finished();
   if (!progress) return;
   const std::int64_t now =
       std::chrono::steady_clock::now().time_since_epoch().count();
@@ -80,10 +79,11 @@ void stall_watch::waiting() noexcept {
   std::lock_guard lock(mu_);
   if (check_ != nullptr || closing_) return;
   // No check due: nobody waited. The quiet spell starts now at the
-  // earliest, not at a finish long ago.
+  // earliest, not at a finish long ago; unless it was reported already
+  // (no task finished since): then it is the same stall, not a new one.
   const clock::time_point now = clock::now();
   const std::int64_t last = last_.load(std::memory_order_relaxed);
-  if (last < now.time_since_epoch().count())
+  if (last != fired_for_ && last < now.time_since_epoch().count())
     last_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
   schedule(now);
 }
@@ -207,8 +207,9 @@ void group::trace_to(trace& t, std::string name) {
   detail::group_state& g = state();
   g.check_idle("trace_to()");
   detail::extras& x = g.use_extras();
-  x.trace = std::make_unique<detail::trace_sink>(t, std::move(name), g);
-  tracer_ = x.trace.get();
+  auto sink = std::make_unique<detail::trace_sink>(t, std::move(name), g);
+  tracer_.store(sink.get(), std::memory_order_release);
+  x.trace = std::move(sink);  // a previous sink goes after the switch
 }
 
 void group::on_stall(std::function<void(const stall_report&)> cb,
@@ -218,8 +219,8 @@ void group::on_stall(std::function<void(const stall_report&)> cb,
   detail::group_state& g = state();
   g.check_idle("on_stall()");
   detail::extras& x = g.use_extras();
-  x.stall.reset();  // a previous watch's check is gone first
-  x.stall = std::make_unique<detail::stall_watch>(g, std::move(cb), after);
+  auto w = std::make_unique<detail::stall_watch>(g, std::move(cb), after);
+  x.stall = std::move(w);  // the previous watch's check is gone with it
 }
 
 }  // namespace errgroup

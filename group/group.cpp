@@ -297,6 +297,8 @@ void group_state::finish(holdings held, error e, bool skipped) noexcept {
   // handed on: with set_limit(1) no task starts after a failure.
   if (failed) record(std::move(e));
   held.release(slots_);
+  extras* const x = extras_.load(std::memory_order_acquire);
+  if (x != nullptr) x->finishing();
   // Counted done once its error, slot and units are visible to a reader
   // that sees the count.
   (skipped  ? skipped_
@@ -305,7 +307,7 @@ void group_state::finish(holdings held, error e, bool skipped) noexcept {
       .fetch_add(1, std::memory_order_seq_cst);
   // Done: the spill may move tasks in (spill.cpp).
   if (spill_.size.load(std::memory_order_seq_cst) > 0) unspill(false);
-  if (extras* x = extras_.load(std::memory_order_acquire)) x->finished(*this);
+  if (x != nullptr) x->finished(*this);
   hot_.wait.release();  // last: wait() may return and the group go away
 }
 

@@ -213,7 +213,13 @@ struct extras {
   std::atomic<std::int64_t> next{0};   // steady_clock ticks
   std::unique_ptr<trace_sink> trace;   // trace_to(), before go()
   std::unique_ptr<stall_watch> stall;  // on_stall(), before go()
-  // finished(g): a task of g finished; calls progress when it is due.
+  // finishing() and finished(g): a task of g ends, before and after it is
+  // counted done. The stall watch hears of it before (once every task is
+  // counted done the group is idle, and on_stall() may replace the watch);
+  // progress after, when it is due.
+  void finishing() noexcept {
+    if (stall) stall->finished();
+  }
   void finished(const group_state& g) noexcept;
   // running_now() is group::running().
   std::vector<group::running_task> running_now();

@@ -132,8 +132,10 @@ void group_state::drop_spill() noexcept {
     dropped += n;
   }
   if (dropped == 0) return;
+  extras* const x = extras_.load(std::memory_order_acquire);
+  if (x != nullptr) x->finishing();
   skipped_.fetch_add(dropped, std::memory_order_release);
-  if (extras* x = extras_.load(std::memory_order_acquire)) x->finished(*this);
+  if (x != nullptr) x->finished(*this);
   // Last: wait() may return and the group go away.
   constexpr std::int64_t most = std::numeric_limits<std::uint32_t>::max();
   for (; dropped > most; dropped -= most)

@@ -29,7 +29,11 @@ trace_stub::~trace_stub() {
   // Dropped uninvoked by the group: skipped.
   const auto now = std::chrono::steady_clock::now();
   trace::task t;
-  t.group = sink_->name();
+  try {
+    t.group = sink_->name();
+  } catch (...) {
+    // Out of memory: the record goes without its group's name.
+  }
   t.label = std::move(label_);
   t.how = trace::outcome::skipped;
   t.thread = trace::thread_of_caller();

@@ -146,6 +146,9 @@
 //   $ crawler --jobs 0
 //   crawler: --jobs: Value 0 not in range 1 to 256
 //   [exit 2]
+//   $ crawler --stall-after 1e-10 {url}/
+//   crawler: --stall-after: Value 1e-10 not in range 0.001 to 1e9 seconds
+//   [exit 2]
 //   $ crawler ftp://example.invalid/
 //   crawler: not an http or https URL: ftp://example.invalid/
 //   [exit 2]
@@ -164,6 +167,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <errgroup/errgroup.hpp>
 #include <exception>
@@ -802,6 +806,17 @@ int stream_urls(const options& o) {
   return 0;
 }
 
+// seconds(s) checks an argument in seconds: a number from 0.001 to 1e9
+// (whole nanoseconds, far from overflowing a clock's duration). Returns
+// what is wrong, or nothing.
+std::string seconds(const std::string& s) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !(v >= 0.001 && v <= 1e9))
+    return "Value " + s + " not in range 0.001 to 1e9 seconds";
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -822,7 +837,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-t,--timeout", o.timeout,
                  "Seconds for the whole run (default: 30, none with -)")
-      ->check(CLI::PositiveNumber);
+      ->check(seconds);
   app.add_flag("--strict", o.strict, "A broken link is a hard error");
   app.add_option("--trace", o.trace_file,
                  "Write a trace of the fetches to FILE (Chrome trace-event "
@@ -830,7 +845,7 @@ int main(int argc, char** argv) {
   app.add_option("--stall-after", o.stall_after,
                  "Seconds without a finished fetch, while others wait, "
                  "before the URLs holding the slots are printed")
-      ->check(CLI::PositiveNumber)
+      ->check(seconds)
       ->capture_default_str();
   try {
     app.parse(argc, argv);

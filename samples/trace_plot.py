@@ -24,7 +24,9 @@ COLOURS = {"ok": "#4c9a2a", "failed": "#d62728", "induced": "#ff9f1c",
 
 
 def gp_string(text):
-    """A gnuplot string literal (single quotes double inside)."""
+    """A gnuplot string literal (single quotes double inside; a line break
+    would end the command, so it becomes a space)."""
+    text = text.replace("\r", " ").replace("\n", " ")
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -100,10 +102,10 @@ def main():
             colour = COLOURS[outcome]
             title = f"{outcome} ({counts[outcome]})"
             if outcome == "skipped":
-                plots.append(f"'{data}' index {i} using 1:3 with points pt 2 ps 1.5 "
+                plots.append(f"{gp_string(data)} index {i} using 1:3 with points pt 2 ps 1.5 "
                              f"lc rgb '{colour}' title {gp_string(title)}")
             else:
-                plots.append(f"'{data}' index {i} using (($1+$2)/2):3:1:2:($3-0.3):($3+0.3) "
+                plots.append(f"{gp_string(data)} index {i} using (($1+$2)/2):3:1:2:($3-0.3):($3+0.3) "
                              f"with boxxyerror lc rgb '{colour}' title {gp_string(title)}")
         lines.append("plot " + ", \\\n     ".join(plots))
         script = os.path.join(tmp, "plot.gp")

@@ -137,6 +137,36 @@ TEST_SUITE("stall") {
     CHECK(r.calls.load() == 2);
   }
 
+  TEST_CASE("waiters that give up and come back are the same stall") {
+    // No task finishes, so it is one stall however often the waiting stops
+    // and starts again, also after the checks stopped for want of waiters.
+    // go_until's deadline is a call of the service thread, which makes its
+    // calls in time order: each wait outlasts a check.
+    errgroup::scheduler s{2};
+    errgroup::group g{s};
+    g.set_limit(1);
+    reports r;
+    constexpr auto after = 20ms;
+    g.on_stall(r.callback(), after);
+    std::latch started{1}, hold{1};
+    g.go("holder", [&] {
+      started.count_down();
+      hold.wait();
+    });
+    started.wait();
+    for (int i = 0; i < 4; ++i) {
+      CAPTURE(i);
+      const errgroup::error e =
+          g.go_until(std::chrono::steady_clock::now() + 3 * after, [] {});
+      CHECK(e.is<errgroup::deadline_exceeded_error>());
+      CHECK(r.calls.load() == 1);
+      let_service_pass(2 * after);  // a check finds nobody waiting: stops
+    }
+    hold.count_down();
+    CHECK_FALSE(g.wait());
+    CHECK(r.calls.load() == 1);
+  }
+
   TEST_CASE("no stall is reported while tasks finish in time") {
     // Tasks wait for the slots all the time, so the group checks; none of
     // them holds a slot for long.

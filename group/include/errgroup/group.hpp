@@ -38,6 +38,7 @@
 // thread for it (not in an arena whose only slot is reserved for you).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -272,15 +273,17 @@ class group {
   // make_task(f[, label]) makes f's task; a traced group's wraps f.
   template <class F>
   detail::group_task& make_task(F&& f) {
-    if (tracer_ != nullptr) [[unlikely]]
-      return build<detail::traced<std::decay_t<F>>>(*tracer_, std::string(),
+    detail::trace_sink* const sink = tracer_.load(std::memory_order_acquire);
+    if (sink != nullptr) [[unlikely]]
+      return build<detail::traced<std::decay_t<F>>>(*sink, std::string(),
                                                     std::forward<F>(f));
     return build<std::decay_t<F>>(std::forward<F>(f));
   }
   template <class F>
   detail::group_task& make_task(F&& f, std::string label) {
-    if (tracer_ != nullptr) [[unlikely]]
-      return build<detail::traced<std::decay_t<F>>>(*tracer_, std::move(label),
+    detail::trace_sink* const sink = tracer_.load(std::memory_order_acquire);
+    if (sink != nullptr) [[unlikely]]
+      return build<detail::traced<std::decay_t<F>>>(*sink, std::move(label),
                                                     std::forward<F>(f));
     return build<std::decay_t<F>>(std::forward<F>(f));
   }
@@ -331,7 +334,7 @@ class group {
   void launch(detail::group_task& t, detail::gate* budget, std::int64_t n);
 
   // The trace this group records into (trace_to), or null: read by go().
-  detail::trace_sink* tracer_ = nullptr;
+  std::atomic<detail::trace_sink*> tracer_{nullptr};
   // A context group (only those skip a go() after cancellation): read by go().
   const bool has_context_;
   // The group's state (group/group_state.hpp), in place: no allocation.

@@ -61,7 +61,7 @@ class trace {
     std::string group;
     std::string label;
     outcome how = outcome::ok;
-    int thread = 0;  // a small number per thread, from 1
+    int thread = 0;  // the thread it started on: a small number, from 1
     clock::time_point submitted, admitted, started, ended;
     std::string error;  // failed or induced: the error's message
   };
@@ -97,8 +97,11 @@ class trace {
   // outcome, submitted_us, waited_us (for a slot or units) and queued_us
   // (admitted to started); an instant event per skipped task; a global
   // instant event per mark. Times are in microseconds since the trace was
-  // made. Events are ordered by thread, then by time. Throws what the
-  // stream throws.
+  // made. Task events are ordered by thread, then by time; marks come
+  // last. A task that suspended (a go() or acquire() inside it waited, with
+  // resumable tasks) may have resumed on another thread: its event stays
+  // on the row it started on and may overlap what that thread ran
+  // meanwhile. Throws what the stream throws.
   void write_chrome_json(std::ostream& out) const;
 
   // thread_of_caller() is the number this thread gets in traces.

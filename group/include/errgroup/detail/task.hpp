@@ -62,17 +62,28 @@ error call(F& f, const context& ctx) noexcept {
   return {};
 }
 
+template <class F>
+class traced;  // a traced task's callable (traced.hpp)
+template <class F>
+inline constexpr bool is_traced = false;
+template <class F>
+inline constexpr bool is_traced<traced<F>> = true;
+
 // task_ops is what the library needs of a callable it holds.
 struct task_ops {
   error (*invoke)(void* f, const context& ctx) noexcept;
   void (*destroy)(void* f) noexcept;
+  // The callable is a traced<F>, with its trace_stub at offset 0: a
+  // property of the task, so a trace_to() racing a go() cannot make the
+  // library look for a stub that is not there.
+  bool has_stub;
 };
 template <class F>
 inline constexpr task_ops ops_of{
     [](void* f, const context& ctx) noexcept {
       return call(*static_cast<F*>(f), ctx);
     },
-    [](void* f) noexcept { static_cast<F*>(f)->~F(); }};
+    [](void* f) noexcept { static_cast<F*>(f)->~F(); }, is_traced<F>};
 
 // new_task(g, size, align, ops) allocates a task of g whose callable (of
 // that size and alignment) the caller constructs at .callable. When that

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <latch>
 #include <memory>
 #include <optional>
@@ -54,6 +55,11 @@ struct move_bomb {
 struct big {
   std::size_t id = 0;
   std::array<char, 5000> pad{};
+};
+
+// wide is over-aligned: its slots come from aligned allocations.
+struct alignas(128) wide {
+  int v = 0;
 };
 
 // check_dropped_early(start) checks, over the thread counts, that tasks
@@ -485,5 +491,25 @@ TEST_SUITE("results.collector") {
     CHECK(err == c.err(0));
     CHECK(ctx.cause() == err);
     CHECK(sem.available() == 1);
+  }
+
+  TEST_CASE("over-aligned values keep their alignment in handles and chunks") {
+    for (int threads : thread_counts) {
+      CAPTURE(threads);
+      errgroup::scheduler s{threads};
+      errgroup::group g(s);
+      errgroup::collector<wide> c(g);
+      auto r = errgroup::go_result(g, [] { return wide{-1}; });
+      for (int i = 0; i < 100; ++i) c.go([i] { return wide{i}; });
+      REQUIRE_FALSE(g.wait());
+      CHECK(reinterpret_cast<std::uintptr_t>(&r.get()) % alignof(wide) == 0);
+      CHECK(r.get().v == -1);
+      for (std::size_t i = 0; i < c.size(); ++i)
+        CHECK(reinterpret_cast<std::uintptr_t>(&c.get(i)) % alignof(wide) == 0);
+      const std::vector<wide> v = c.values();
+      REQUIRE(v.size() == 100);
+      for (int i = 0; i < 100; ++i)
+        CHECK(v[static_cast<std::size_t>(i)].v == i);
+    }
   }
 }

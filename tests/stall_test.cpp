@@ -167,6 +167,31 @@ TEST_SUITE("stall") {
     CHECK(r.calls.load() == 1);
   }
 
+  TEST_CASE("a stall on a budget's units is reported") {
+    errgroup::scheduler s{2};
+    errgroup::group g{s};
+    errgroup::weighted budget(1);
+    reports r;
+    g.on_stall(r.callback(), 20ms);
+    std::latch started{1}, hold{1};
+    g.go(budget, 1, [&] {
+      started.count_down();
+      hold.wait();
+    });
+    started.wait();
+    std::thread producer([&] { g.go(budget, 1, [] {}); });
+    CHECK(test::spin_until([&] { return r.calls.load() == 1; }));
+    const report first = r.at(0);
+    CHECK(first.holding.empty());  // the holder has no label
+    CHECK(first.running == 1);
+    CHECK(first.waiting == 1);
+    hold.count_down();
+    producer.join();
+    CHECK_FALSE(g.wait());
+    CHECK(r.calls.load() == 1);
+    CHECK(budget.available() == 1);
+  }
+
   TEST_CASE("no stall is reported while tasks finish in time") {
     // Tasks wait for the slots all the time, so the group checks; none of
     // them holds a slot for long.

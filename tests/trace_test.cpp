@@ -303,6 +303,28 @@ TEST_SUITE("trace") {
     check_json(t, g.counters());
   }
 
+  TEST_CASE("a parent's deadline is the cancellation mark") {
+    errgroup::scheduler s{2};
+    errgroup::trace t;
+    auto [parent, cancel] = errgroup::with_timeout(errgroup::context(), 20ms);
+    auto [g, ctx] = errgroup::with_context(parent, s);
+    g.trace_to(t, "timed");
+    g.go("waits", [](const errgroup::context& c) {
+      c.wait_for(1h);  // until the deadline cancels it
+      return c.err();
+    });
+    CHECK(g.wait().is<errgroup::deadline_exceeded_error>());
+    const auto ts = t.tasks();
+    REQUIRE(ts.size() == 1);
+    CHECK(ts[0].how == outcome::induced);
+    const auto ms = t.marks();
+    REQUIRE(ms.size() == 1);  // nothing failed before the cancellation
+    CHECK(ms[0].what == "cancelled");
+    CHECK(ms[0].group == "timed");
+    CHECK(ms[0].error == "context deadline exceeded");
+    check_json(t, g.counters());
+  }
+
   TEST_CASE("the wait for a slot ends when the holder ends") {
     // A task admitted after waiting for the only slot is admitted once the
     // holder has ended (its record's end comes before its slot is freed).

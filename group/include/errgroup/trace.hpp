@@ -67,7 +67,8 @@ class trace {
   };
 
   // mark is an instant worth seeing on the timeline: what is
-  // "first failure" (a group's first failing task; label and error are its)
+  // "first failure" (a group's first task to end failed; label and error
+  // are its: when two fail at once, wait() may return the other's error)
   // or "cancelled" (a group's context was cancelled before its wait()
   // returned; error is the cause).
   struct mark {

@@ -20,7 +20,7 @@
 // Cost: off by default; a group that is not traced pays one predictable
 // branch per go(). A traced task carries 72 bytes more (so its block
 // leaves oneTBB's 256-byte small-object pool for malloc), reads the clock
-// three times and takes the trace's lock once when it ends: 0.4 to 0.7 us
+// three times and takes the trace's lock once when it ends: 0.3 to 0.6 us
 // per task on bench_spawn's empty tasks (docs/design.md).
 //
 // A trace must outlive the groups traced into it. All members are safe from

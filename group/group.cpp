@@ -232,7 +232,10 @@ void group_state::spawn(group_task& t, std::int64_t count) {
     }
   });
   if (failed) {
-    abandon(t);  // not spawned: nothing held, not counted
+    // Not spawned: nothing held. A spilled task (count 0) was counted
+    // submitted: it counts as skipped, before abandon() lets wait() go.
+    if (count == 0) count_done(skipped_, 1);
+    abandon(t);
     std::rethrow_exception(failed);
   }
 }
@@ -297,18 +300,20 @@ void group_state::finish(holdings held, error e, bool skipped) noexcept {
   // handed on: with set_limit(1) no task starts after a failure.
   if (failed) record(std::move(e));
   held.release(slots_);
-  extras* const x = extras_.load(std::memory_order_acquire);
-  if (x != nullptr) x->finishing();
   // Counted done once its error, slot and units are visible to a reader
   // that sees the count.
-  (skipped  ? skipped_
-   : failed ? failed_
-            : run_.succeeded)
-      .fetch_add(1, std::memory_order_seq_cst);
+  count_done(skipped ? skipped_ : failed ? failed_ : run_.succeeded, 1);
   // Done: the spill may move tasks in (spill.cpp).
   if (spill_.size.load(std::memory_order_seq_cst) > 0) unspill(false);
-  if (x != nullptr) x->finished(*this);
   hot_.wait.release();  // last: wait() may return and the group go away
+}
+
+void group_state::count_done(std::atomic<std::int64_t>& counter,
+                             std::int64_t n) noexcept {
+  extras* const x = extras_.load(std::memory_order_acquire);
+  if (x != nullptr) x->finishing();
+  counter.fetch_add(n, std::memory_order_seq_cst);
+  if (x != nullptr) x->finished(*this);
 }
 
 void group_state::record(error e) noexcept {

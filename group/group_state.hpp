@@ -355,6 +355,9 @@ class group_state {
   std::int64_t queued() const noexcept;
   void start() noexcept;
   void finish(holdings held, error e, bool skipped) noexcept;
+  // count_done(counter, n): n tasks ended, counted in counter (succeeded,
+  // failed or skipped); the extras hear of it around the count.
+  void count_done(std::atomic<std::int64_t>& counter, std::int64_t n) noexcept;
   void record(error e) noexcept;
   int enter(group_task& t);
   void count_in() noexcept { hot_.wait.reserve(); }

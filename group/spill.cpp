@@ -111,10 +111,9 @@ void group_state::unspill(bool thief) noexcept {
       try {
         spawn(*batch[i], /*count=*/0);  // counted submitted when spilled
       } catch (...) {
-        // Out of memory: spawn() abandoned the task. It was counted
-        // submitted, so it counts as skipped; the group reports the failure.
+        // Out of memory: spawn() counted the task skipped and abandoned
+        // it; the group reports the failure.
         record(error(std::current_exception()));
-        skipped_.fetch_add(1, std::memory_order_release);
       }
     }
   }
@@ -132,10 +131,7 @@ void group_state::drop_spill() noexcept {
     dropped += n;
   }
   if (dropped == 0) return;
-  extras* const x = extras_.load(std::memory_order_acquire);
-  if (x != nullptr) x->finishing();
-  skipped_.fetch_add(dropped, std::memory_order_release);
-  if (x != nullptr) x->finished(*this);
+  count_done(skipped_, dropped);
   // Last: wait() may return and the group go away.
   constexpr std::int64_t most = std::numeric_limits<std::uint32_t>::max();
   for (; dropped > most; dropped -= most)
